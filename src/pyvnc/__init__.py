@@ -1,0 +1,1 @@
+"""pyvnc: a VNC (RFB) server on asyncio."""

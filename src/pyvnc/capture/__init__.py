@@ -1,0 +1,1 @@
+"""Frame sources: X11 (mss), a managed Xvfb, the demo scene, and frames pushed by a host program."""
