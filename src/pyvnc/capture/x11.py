@@ -1,0 +1,226 @@
+"""Capture of an X11 display with mss, and minimal input injection through the XTEST extension.
+
+Frames come from mss (XShmGetImage) as BGRA; the unused top byte is cleared while copying, so published
+frames are BGRX with byte 3 = 0.
+
+Input here is deliberately minimal: keysyms already present in the keyboard map are pressed through XTEST,
+and pointer motion and buttons are injected. Full keyboard handling (spare keycodes for unmapped keysyms,
+modifier bookkeeping, pynput) is issue #3's work in ``pyvnc.input``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+import mss
+import numpy as np
+
+from ..errors import CaptureError
+from .base import FrameArray
+from .polling import PollingSource
+
+logger = logging.getLogger(__name__)
+
+
+def _mss_factory() -> Any:
+    # mss ≥ 10.2 names the class mss.MSS and deprecates the mss.mss() function
+    return getattr(mss, "MSS", None) or mss.mss
+
+
+def desktop_name(display: str) -> str:
+    """The desktop name for an X display: ``pyvnc on HOST:N``."""
+    if display.startswith(":"):
+        return f"pyvnc on {socket.gethostname()}{display}"
+    return f"pyvnc on {display}"
+
+
+class _XTestInput:
+    """Injects pointer and key events into an X display with python-xlib's XTEST (event loop thread)."""
+
+    def __init__(self, display: str) -> None:
+        self._display_name = display
+        self._display: Any = None
+        self._failed = False
+        self._buttons = 0
+        self._lock = threading.Lock()
+
+    def _connection(self) -> Any:
+        if self._display is None and not self._failed:
+            try:
+                xdisplay = importlib.import_module("Xlib.display")
+                importlib.import_module("Xlib.ext.xtest")  # registers the XTEST requests
+
+                self._display = xdisplay.Display(self._display_name)
+                if not self._display.has_extension("XTEST"):
+                    raise RuntimeError("the X server has no XTEST extension")
+            except Exception as exc:
+                self._failed = True
+                self._display = None
+                logger.warning("input injection into %s is unavailable: %s", self._display_name, exc)
+        return self._display
+
+    def key(self, keysym: int, down: bool) -> None:
+        X = importlib.import_module("Xlib.X")
+        xtest = importlib.import_module("Xlib.ext.xtest")
+        with self._lock:
+            d = self._connection()
+            if d is None:
+                return
+            keycode = d.keysym_to_keycode(keysym)
+            if not keycode:
+                # unmapped keysyms need a spare keycode remapped: issue #3 (pyvnc.input)
+                logger.debug("keysym %#x has no keycode on %s; dropped", keysym, self._display_name)
+                return
+            xtest.fake_input(d, X.KeyPress if down else X.KeyRelease, keycode)
+            d.flush()
+
+    def pointer(self, x: int, y: int, buttons: int) -> None:
+        X = importlib.import_module("Xlib.X")
+        xtest = importlib.import_module("Xlib.ext.xtest")
+        with self._lock:
+            d = self._connection()
+            if d is None:
+                return
+            xtest.fake_input(d, X.MotionNotify, x=x, y=y)
+            changed = self._buttons ^ buttons
+            for bit in range(8):
+                if changed & (1 << bit):
+                    pressed = bool(buttons & (1 << bit))
+                    xtest.fake_input(d, X.ButtonPress if pressed else X.ButtonRelease, bit + 1)
+            self._buttons = buttons
+            d.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._display is not None:
+                with contextlib.suppress(Exception):
+                    self._display.close()
+            self._display = None
+            self._failed = False
+            self._buttons = 0
+
+
+class X11Source(PollingSource):
+    """Grabs an X display (``display``, else ``$DISPLAY``) with mss.
+
+    ``monitor`` 0 (the default) is the whole root window; N ≥ 1 is mss's monitor N. ``inject_input=False``
+    makes client input a no-op (view-only).
+    """
+
+    def __init__(
+        self,
+        display: str | None = None,
+        *,
+        monitor: int = 0,
+        name: str | None = None,
+        inject_input: bool = True,
+    ) -> None:
+        super().__init__()
+        self._display_name: str | None = display or None
+        self.monitor = monitor
+        self.inject_input = inject_input
+        self._name_given = name is not None
+        if name is not None:
+            self.name = name
+        elif self.display is not None:
+            self.name = desktop_name(self.display)
+        self._local = threading.local()
+        self._generation = 0
+        self._instances: list[Any] = []
+        self._instances_lock = threading.Lock()
+        self._input: _XTestInput | None = None
+
+    @property
+    def display(self) -> str | None:
+        """The X display this source grabs (``None`` when neither given nor in ``$DISPLAY``)."""
+        return self._display_name or os.environ.get("DISPLAY") or None
+
+    # -- grabbing (worker thread) ---------------------------------------------------------------------------
+
+    def _mss(self) -> Any:
+        """This thread's mss instance (mss instances must not be shared between threads)."""
+        cached = getattr(self._local, "sct", None)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        display = self.display
+        if display is None:
+            raise CaptureError("cannot open X display: no display given and $DISPLAY is not set")
+        try:
+            sct = _mss_factory()(display=display)
+        except Exception as exc:
+            raise CaptureError(f"cannot open X display {display}: {exc}") from exc
+        with self._instances_lock:
+            self._instances.append(sct)
+        self._local.sct = (self._generation, sct)
+        return sct
+
+    def grab(self) -> FrameArray:
+        sct = self._mss()
+        monitors = sct.monitors
+        if not 0 <= self.monitor < len(monitors):
+            raise CaptureError(f"X display {self.display} has no monitor {self.monitor}")
+        shot = sct.grab(monitors[self.monitor])
+        w, h = shot.size
+        src = np.frombuffer(shot.raw, dtype=np.uint32, count=w * h).reshape(h, w)
+        frame = np.empty((h, w, 4), dtype=np.uint8)
+        # copy and clear the top (alpha) byte in one pass: BGRA → BGRX
+        np.bitwise_and(src, 0x00FFFFFF, out=frame.view(np.uint32).reshape(h, w))
+        return frame
+
+    def close_connections(self) -> None:
+        """Close every mss connection this source opened (grabs afterwards open new ones)."""
+        with self._instances_lock:
+            instances, self._instances = self._instances, []
+            self._generation += 1
+        for sct in instances:
+            try:
+                sct.close()
+            except Exception as exc:
+                logger.debug("closing an mss connection failed: %s", exc)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        display = self.display
+        if display is None:
+            raise CaptureError("cannot open X display: no display given and $DISPLAY is not set")
+        if not self._name_given:
+            self.name = desktop_name(display)
+
+    async def _close(self) -> None:
+        self.close_connections()
+        if self._input is not None:
+            self._input.close()
+            self._input = None
+
+    # -- input (event loop thread) --------------------------------------------------------------------------
+
+    def _injector(self) -> _XTestInput | None:
+        if not self.inject_input:
+            return None
+        if self._input is None:
+            display = self.display
+            if display is None:
+                return None
+            self._input = _XTestInput(display)
+        return self._input
+
+    def key_event(self, keysym: int, down: bool) -> None:
+        injector = self._injector()
+        if injector is not None:
+            injector.key(keysym, down)
+
+    def pointer_event(self, x: int, y: int, buttons: int) -> None:
+        injector = self._injector()
+        if injector is not None:
+            injector.pointer(x, y, buttons)
+
+    def cut_text(self, text: str) -> None:
+        # setting the X selection needs a selection owner window: issue #3 (pyvnc.input)
+        logger.debug("clipboard from a client (%d characters) is not passed to X yet", len(text))

@@ -1,0 +1,43 @@
+"""The encoder interface: plain synchronous code over numpy arrays, run in a worker thread."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from ..capture.base import FrameArray
+from ..protocol.pixelformat import PixelFormat
+from ..region import Rect
+
+
+@dataclass(frozen=True)
+class EncodeJob:
+    """An immutable snapshot of everything one update needs.
+
+    ``frame`` is the BGRX frame (never modified after publication), ``rects`` the areas to send (inside the
+    frame), ``pixel_format`` the client's effective true-colour format.
+    """
+
+    frame: FrameArray
+    rects: tuple[Rect, ...]
+    pixel_format: PixelFormat
+    quality: int | None = None
+    compress: int | None = None
+
+
+class Encoder(abc.ABC):
+    """One encoding. Encoders holding compression streams live one per session."""
+
+    #: the encoding number (rfbproto 7.7)
+    encoding: int
+
+    @abc.abstractmethod
+    def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        """Encode one rectangle: a list of encoded rectangles, each starting with its 12-byte header."""
+
+    def encode(self, job: EncodeJob) -> list[bytes]:
+        """Encode every rectangle of ``job``."""
+        out: list[bytes] = []
+        for rect in job.rects:
+            out.extend(self.encode_rect(job, rect))
+        return out

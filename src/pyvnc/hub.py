@@ -1,0 +1,110 @@
+"""``FrameHub``: the latest frame, and what changed since each session last looked.
+
+RFB is pull-based, so the hub never queues frames: it keeps only the newest one. Publishing merges the damage
+into every session's region at once (on the event loop, no awaits), so a slow client simply skips frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+
+from .capture.base import FrameArray
+from .region import Rect, Region
+
+
+class Subscription:
+    """One session's view of the hub: its damage region and a wake-up event."""
+
+    def __init__(self, hub: FrameHub) -> None:
+        self.hub = hub
+        #: pixels that changed since they were last sent to this session
+        self.damage = Region()
+        #: set whenever something this session may care about happened
+        self.changed = asyncio.Event()
+        self._wants = False
+
+    @property
+    def wants(self) -> bool:
+        return self._wants
+
+    @wants.setter
+    def wants(self, value: bool) -> None:
+        """Whether this session waits for new frames (sources grab only while some session does)."""
+        if value != self._wants:
+            self._wants = value
+            self.hub._demand_changed()
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+
+class FrameHub:
+    """The server's frame sink: sources publish, sessions subscribe."""
+
+    def __init__(self, name: str = "pyvnc") -> None:
+        self.frame: FrameArray = np.zeros((1, 1, 4), np.uint8)
+        #: increases with every published frame
+        self.seq = 0
+        self.name = name
+        self._subs: list[Subscription] = []
+        self._demand = asyncio.Event()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the latest frame."""
+        return self.frame.shape[1], self.frame.shape[0]
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self)
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+            sub.wants = False
+            self._demand_changed()
+
+    # --- FrameSink -----------------------------------------------------------------------------------------
+
+    def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None) -> None:
+        """Make ``frame`` the latest; ``rects`` are the changed areas (None: all of it)."""
+        if frame.ndim != 3 or frame.shape[2] != 4 or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be (H, W, 4) uint8 BGRX arrays, got {frame.shape} {frame.dtype}")
+        resized = frame.shape[:2] != self.frame.shape[:2]
+        self.frame = frame
+        self.seq += 1
+        whole = Rect(0, 0, frame.shape[1], frame.shape[0])
+        if resized or rects is None:
+            changed = [whole]
+        else:
+            changed = [c for r in rects if (c := Rect(*r).intersect(whole)) is not None]
+        if not changed:
+            return
+        for sub in self._subs:
+            if resized:
+                sub.damage.clear()
+            sub.damage.update(changed)
+            sub.changed.set()
+
+    def wants_frames(self) -> bool:
+        return any(sub.wants for sub in self._subs)
+
+    async def wait_for_demand(self) -> None:
+        while not self.wants_frames():
+            self._demand.clear()
+            await self._demand.wait()
+
+    def set_desktop_name(self, name: str) -> None:
+        self.name = name
+        for sub in self._subs:
+            sub.changed.set()
+
+    def _demand_changed(self) -> None:
+        if self.wants_frames():
+            self._demand.set()
+        else:
+            self._demand.clear()

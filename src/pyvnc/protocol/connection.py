@@ -1,0 +1,430 @@
+"""``RFBServerProtocol``: the server side of one RFB connection, as a sans-I/O state machine.
+
+Feed it what the client sent (:meth:`~RFBServerProtocol.receive_data`, :meth:`~RFBServerProtocol.receive_eof`),
+collect typed events (:meth:`~RFBServerProtocol.events_received`) and send what it queued
+(:meth:`~RFBServerProtocol.data_to_send`). It never touches sockets, tasks or clocks.
+
+Phases (rfbproto 7.1-7.4): version → security → auth → init → normal → closed. Every length the client sends
+is bounded before anything is allocated; a protocol violation closes the connection with a reason (a
+:class:`~pyvnc.protocol.messages.Closed` event), never an exception out of ``receive_data``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from ..errors import ProtocolError
+from ..region import Rect, Region
+from .constants import ClientMessageType, Encoding, SecurityResult, SecurityType
+from .messages import (
+    CUT_TEXT,
+    KEY_EVENT,
+    POINTER_EVENT,
+    SCREEN,
+    SERVER_INIT,
+    SET_DESKTOP_SIZE,
+    SET_PIXEL_FORMAT,
+    U8,
+    U32,
+    UPDATE_REQUEST,
+    AuthRequested,
+    ClientInitReceived,
+    Closed,
+    CutText,
+    CutTextDiscarded,
+    DesktopSizeRequested,
+    EncodingsChanged,
+    Event,
+    KeyEvent,
+    PixelFormatChanged,
+    PointerEvent,
+    Screen,
+    UpdateRequested,
+    VersionNegotiated,
+    bell_message,
+    framebuffer_update_header,
+    last_rect,
+    server_cut_text_message,
+)
+from .pixelformat import NATIVE, PixelFormat, set_colour_map_entries_message
+from .security import vncauth
+
+#: the most encodings a SetEncodings may list (real clients send fewer than 50)
+MAX_ENCODINGS = 1024
+#: the most screens a SetDesktopSize may list
+MAX_SCREENS = 255
+#: message type of SetDesktopSize (rfbproto 7.5.9)
+SET_DESKTOP_SIZE_TYPE = 251
+
+_VERSION_RE = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
+
+_Parser = Generator[None, None, None]
+
+
+class Phase(Enum):
+    """Where the connection is in the RFB handshake."""
+
+    VERSION = auto()
+    SECURITY = auto()
+    AUTH = auto()
+    AUTH_PENDING = auto()
+    CLIENT_INIT = auto()
+    SERVER_INIT_PENDING = auto()
+    NORMAL = auto()
+    CLOSED = auto()
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """What the protocol needs to know about the server."""
+
+    #: security types offered, in order of preference (RFB 3.3 uses the first)
+    security_types: tuple[int, ...] = (SecurityType.NONE,)
+    #: the longest ClientCutText accepted, in bytes
+    max_cut_text: int = 1 << 20
+    #: when set, the connection is refused with this reason right after version negotiation
+    refuse_reason: str | None = None
+
+
+def negotiate_version(major: int, minor: int) -> tuple[int, int] | None:
+    """Map the client's ProtocolVersion to the one we speak (rfbproto 7.1.1), or None for nonsense.
+
+    3.3, 3.7 and 3.8 as they are; 3.889 (Apple) and anything newer than 3.8 → 3.8; 3.4-3.6 and any other 3.x
+    below 3.7 → 3.3 (as the spec asks of unknown minor versions); other majors → None.
+    """
+    if major != 3:
+        return (3, 8) if major > 3 else None
+    if minor >= 8:
+        return (3, 8)
+    if minor == 7:
+        return (3, 7)
+    return (3, 3)
+
+
+class RFBServerProtocol:
+    """The server side of one RFB connection.
+
+    Call :meth:`receive_data` with bytes from the client, then drain :meth:`events_received` and
+    :meth:`data_to_send`. Answer ``AuthRequested`` with :meth:`accept_auth` / :meth:`reject_auth` and
+    ``ClientInitReceived`` with :meth:`send_server_init`.
+    """
+
+    def __init__(self, settings: ProtocolSettings | None = None) -> None:
+        self.settings = settings or ProtocolSettings()
+        if not self.settings.security_types:
+            raise ValueError("at least one security type must be offered")
+        self.phase = Phase.VERSION
+        self.version: tuple[int, int] | None = None
+        self.security_type: int | None = None
+        self.shared = False
+        self.view_only = False
+        #: the format the client asked for (may be a colour-map format)
+        self.pixel_format: PixelFormat = NATIVE
+        #: bumped whenever the pixel format changes, so in-flight encodes can be discarded
+        self.pixel_format_generation = 0
+        self.encodings: tuple[int, ...] = (Encoding.RAW,)
+        self._encoding_set: frozenset[int] = frozenset()
+        self.width = 0
+        self.height = 0
+        self.close_reason: str | None = None
+        #: areas asked for by non-incremental requests not yet answered
+        self.full_request = Region()
+        #: every area asked for (incremental or not) not yet answered
+        self.request_area = Region()
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._eof = False
+        self._challenge = b""
+        self._parser = self._run()
+        self._out.append(b"RFB 003.008\n")
+        self._advance()
+
+    # --- input ---------------------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the client."""
+        if self.phase is Phase.CLOSED or not data:
+            return
+        self._buf += data
+        self._advance()
+
+    def receive_eof(self) -> None:
+        """The client closed its side of the connection."""
+        self._eof = True
+        if self.phase is not Phase.CLOSED:
+            self._close("client disconnected", error=False)
+
+    # --- output --------------------------------------------------------------------------------------------
+
+    def events_received(self) -> list[Event]:
+        """Events parsed since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Bytes queued for the client since the last call."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    @property
+    def closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    # --- answers from the session ----------------------------------------------------------------------------
+
+    def accept_auth(self, view_only: bool = False) -> None:
+        """Authentication succeeded; ``view_only`` sessions have their input ignored by the session."""
+        if self.phase is not Phase.AUTH_PENDING:
+            raise RuntimeError(f"accept_auth() in phase {self.phase.name}")
+        self.view_only = view_only
+        # rfbproto 7.1.3: no SecurityResult for None before 3.8
+        if self.security_type != SecurityType.NONE or self.version == (3, 8):
+            self._out.append(U32.pack(SecurityResult.OK))
+        self.phase = Phase.CLIENT_INIT
+        self._advance()
+
+    def reject_auth(self, reason: str = "Authentication failed") -> None:
+        """Authentication failed: send SecurityResult failed (with the reason in 3.8) and close."""
+        if self.phase is not Phase.AUTH_PENDING:
+            raise RuntimeError(f"reject_auth() in phase {self.phase.name}")
+        self._out.append(U32.pack(SecurityResult.FAILED))
+        if self.version == (3, 8):
+            self._out.append(_string(reason))
+        self._close(f"authentication failed: {reason}", error=True)
+
+    def send_server_init(self, width: int, height: int, name: str) -> None:
+        """ServerInit (rfbproto 7.3.2): the framebuffer size, our native pixel format and the desktop name."""
+        if self.phase is not Phase.SERVER_INIT_PENDING:
+            raise RuntimeError(f"send_server_init() in phase {self.phase.name}")
+        self.width, self.height = width, height
+        data = name.encode("utf-8")
+        self._out.append(SERVER_INIT.pack(width, height, NATIVE.pack(), len(data)) + data)
+        self.phase = Phase.NORMAL
+        self._advance()
+
+    def close(self, reason: str) -> None:
+        """Close the connection from our side (for example when another client takes over)."""
+        if self.phase is not Phase.CLOSED:
+            self._close(reason, error=False)
+
+    # --- server messages (rfbproto 7.6) ----------------------------------------------------------------------
+
+    def supports(self, encoding: int) -> bool:
+        """Whether the client listed ``encoding`` in its last SetEncodings."""
+        return encoding in self._encoding_set
+
+    def take_request(self) -> tuple[Region, Region]:
+        """Take the pending update request: (areas asked for non-incrementally, all areas asked for).
+
+        Call this when an update is about to be sent in answer; requests that arrive afterwards start afresh.
+        """
+        full, area = self.full_request, self.request_area
+        self.full_request, self.request_area = Region(), Region()
+        return full, area
+
+    def restore_request(self, full: Region, area: Region) -> None:
+        """Put back a request taken with :meth:`take_request` that could not be answered."""
+        self.full_request.update(full)
+        self.request_area.update(area)
+
+    @property
+    def has_request(self) -> bool:
+        return bool(self.request_area)
+
+    def set_framebuffer_size(self, width: int, height: int) -> None:
+        """Record that the client was told the framebuffer is now ``width`` × ``height``."""
+        self.width, self.height = width, height
+
+    def send_update(self, rects: list[bytes], count: int | None = None) -> None:
+        """Queue a FramebufferUpdate of already-encoded rectangles (each starts with its 12-byte header).
+
+        ``count`` is the number of rectangles when an element of ``rects`` holds several; over 65534
+        rectangles need LastRect support from the client.
+        """
+        if self.phase is not Phase.NORMAL:
+            return
+        n = len(rects) if count is None else count
+        if n > 0xFFFE:
+            if not self.supports(Encoding.LAST_RECT):
+                raise ValueError("more than 65534 rectangles need the LastRect pseudo-encoding")
+            self._out.append(framebuffer_update_header(0xFFFF))
+            self._out.extend(rects)
+            self._out.append(last_rect())
+            return
+        self._out.append(framebuffer_update_header(n))
+        self._out.extend(rects)
+
+    def send_bell(self) -> None:
+        """Bell (rfbproto 7.6.3)."""
+        if self.phase is Phase.NORMAL:
+            self._out.append(bell_message())
+
+    def send_cut_text(self, text: str) -> None:
+        """ServerCutText (rfbproto 7.6.4), Latin-1."""
+        if self.phase is Phase.NORMAL:
+            self._out.append(server_cut_text_message(text))
+
+    # --- the parser ------------------------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        try:
+            next(self._parser)
+        except StopIteration:
+            if self.phase is not Phase.CLOSED:  # pragma: no cover - the message loop never ends by itself
+                self._close("protocol parser finished", error=True)
+        except ProtocolError as exc:
+            self._close(str(exc), error=True)
+
+    def _close(self, reason: str, error: bool) -> None:
+        self.phase = Phase.CLOSED
+        self.close_reason = reason
+        self._buf.clear()
+        self._events.append(Closed(reason, error))
+
+    def _read(self, n: int) -> Generator[None, None, bytes]:
+        """Wait until ``n`` bytes are buffered and take them."""
+        while len(self._buf) < n:
+            yield
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def _wait_for(self, condition: Callable[[], bool]) -> _Parser:
+        while not condition():
+            yield
+
+    def _run(self) -> _Parser:
+        yield from self._handshake()
+        while self.phase is not Phase.CLOSED:
+            yield from self._message()
+
+    def _handshake(self) -> _Parser:
+        # ProtocolVersion (rfbproto 7.1.1)
+        raw = yield from self._read(12)
+        m = _VERSION_RE.fullmatch(raw)
+        if m is None:
+            raise ProtocolError(f"invalid ProtocolVersion {raw[:12]!r}")
+        version = negotiate_version(int(m.group(1)), int(m.group(2)))
+        if version is None:
+            raise ProtocolError(f"unsupported protocol version {raw.decode('ascii').strip()}")
+        self.version = version
+        self._events.append(VersionNegotiated(version))
+        self.phase = Phase.SECURITY
+
+        # Security (rfbproto 7.1.2)
+        offered = self.settings.security_types
+        refuse = self.settings.refuse_reason
+        if refuse is not None:
+            # "connection failed": zero security types (3.3: security type 0) and a reason string
+            self._out.append(U32.pack(0) if version == (3, 3) else U8.pack(0))
+            self._out.append(_string(refuse))
+            self._close(f"refused: {refuse}", error=False)
+            return
+        if version == (3, 3):
+            chosen = offered[0]
+            self._out.append(U32.pack(chosen))
+        else:
+            self._out.append(U8.pack(len(offered)) + bytes(offered))
+            (chosen,) = yield from self._read(1)
+            if chosen not in offered:
+                self._out.append(U32.pack(SecurityResult.FAILED))
+                if version == (3, 8):
+                    self._out.append(_string("security type not offered"))
+                raise ProtocolError(f"client chose security type {chosen}, which was not offered")
+        self.security_type = chosen
+
+        if chosen == SecurityType.VNC_AUTH:
+            # VNC Authentication (rfbproto 7.2.2)
+            self.phase = Phase.AUTH
+            self._challenge = vncauth.make_challenge()
+            self._out.append(self._challenge)
+            response = yield from self._read(vncauth.CHALLENGE_SIZE)
+            self._events.append(AuthRequested(chosen, self._challenge, response))
+        else:
+            self._events.append(AuthRequested(chosen, b"", b""))
+        self.phase = Phase.AUTH_PENDING
+        yield from self._wait_for(lambda: self.phase is not Phase.AUTH_PENDING)
+
+        # ClientInit (rfbproto 7.3.1)
+        (shared,) = yield from self._read(1)
+        self.shared = bool(shared)
+        self.phase = Phase.SERVER_INIT_PENDING
+        self._events.append(ClientInitReceived(self.shared))
+        yield from self._wait_for(lambda: self.phase is Phase.NORMAL)
+
+    def _message(self) -> _Parser:
+        (mtype,) = yield from self._read(1)
+        if mtype == ClientMessageType.SET_PIXEL_FORMAT:
+            (raw,) = SET_PIXEL_FORMAT.unpack((yield from self._read(SET_PIXEL_FORMAT.size)))
+            pf = PixelFormat.parse(raw)
+            pf.validate()
+            self.pixel_format = pf
+            self.pixel_format_generation += 1
+            if not pf.true_colour:
+                # rfbproto 7.6.2: a colour-map client gets our fixed palette
+                self._out.append(set_colour_map_entries_message())
+            self._events.append(PixelFormatChanged(pf))
+        elif mtype == ClientMessageType.SET_ENCODINGS:
+            (count,) = struct.unpack(">xH", (yield from self._read(3)))
+            if count > MAX_ENCODINGS:
+                raise ProtocolError(f"SetEncodings lists {count} encodings (at most {MAX_ENCODINGS})")
+            raw = yield from self._read(4 * count)
+            encodings = struct.unpack(f">{count}i", raw)
+            self.encodings = encodings
+            self._encoding_set = frozenset(encodings)
+            self._events.append(EncodingsChanged(encodings))
+        elif mtype == ClientMessageType.FRAMEBUFFER_UPDATE_REQUEST:
+            inc, x, y, w, h = UPDATE_REQUEST.unpack((yield from self._read(UPDATE_REQUEST.size)))
+            rect = Rect(x, y, w, h)
+            clipped = rect.intersect(Rect(0, 0, self.width, self.height))
+            if clipped is not None:
+                self.request_area.add(clipped)
+                if not inc:
+                    self.full_request.add(clipped)
+            self._events.append(UpdateRequested(bool(inc), rect))
+        elif mtype == ClientMessageType.KEY_EVENT:
+            down, key = KEY_EVENT.unpack((yield from self._read(KEY_EVENT.size)))
+            self._events.append(KeyEvent(bool(down), key & 0xFFFFFFFF))
+        elif mtype == ClientMessageType.POINTER_EVENT:
+            buttons, x, y = POINTER_EVENT.unpack((yield from self._read(POINTER_EVENT.size)))
+            self._events.append(PointerEvent(buttons, x, y))
+        elif mtype == ClientMessageType.CLIENT_CUT_TEXT:
+            (length,) = CUT_TEXT.unpack((yield from self._read(CUT_TEXT.size)))
+            if length < 0:
+                raise ProtocolError("ClientCutText with a negative length (extended clipboard not enabled)")
+            if length > self.settings.max_cut_text:
+                # too long to accept: skip it in bounded chunks, never holding it in memory
+                remaining = length
+                while remaining:
+                    yield from self._wait_for(lambda: bool(self._buf))
+                    n = min(remaining, len(self._buf))
+                    del self._buf[:n]
+                    remaining -= n
+                self._events.append(CutTextDiscarded(length))
+            else:
+                raw = yield from self._read(length)
+                self._events.append(CutText(raw.decode("latin-1")))
+        elif mtype == SET_DESKTOP_SIZE_TYPE and self.supports(Encoding.EXTENDED_DESKTOP_SIZE):
+            w, h, n = SET_DESKTOP_SIZE.unpack((yield from self._read(SET_DESKTOP_SIZE.size)))
+            screens = []
+            for _ in range(n):
+                sid, sx, sy, sw, sh, flags = SCREEN.unpack((yield from self._read(SCREEN.size)))
+                screens.append(Screen(sid, sx, sy, sw, sh, flags))
+            self._events.append(DesktopSizeRequested(w, h, tuple(screens)))
+        else:
+            raise ProtocolError(f"unknown client message type {mtype}")
+
+
+def _string(text: str) -> bytes:
+    """A U32 length followed by UTF-8 text, as reason strings are sent (rfbproto 7.1.2)."""
+    data = text.encode("utf-8")
+    return U32.pack(len(data)) + data
+

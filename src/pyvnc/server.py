@@ -1,0 +1,236 @@
+"""``Server``: listeners, the session registry, the frame source and the encoder executor.
+
+Use it as ``asyncio.run(Server(config, source=...).serve_forever())`` or ``async with Server(...) as server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+
+from .capture.base import FrameSource
+from .config import ServerConfig
+from .hub import FrameHub
+from .session import Session
+from .streams import Stream, TCPStream, format_peer
+
+log = logging.getLogger(__name__)
+
+
+class Server:
+    """A VNC server: serves ``source`` (or the source ``config.source`` names) to RFB clients."""
+
+    def __init__(self, config: ServerConfig | None = None, source: FrameSource | None = None) -> None:
+        self.config = config or ServerConfig()
+        self._source = source
+        self.hub: FrameHub | None = None
+        self._servers: list[asyncio.Server] = []
+        self._sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self._started = False
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._stop_requested: asyncio.Event | None = None
+
+    # --- properties ----------------------------------------------------------------------------------------
+
+    @property
+    def source(self) -> FrameSource:
+        if self._source is None:
+            raise RuntimeError("the server has not been started")
+        return self._source
+
+    @property
+    def sockets_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every listening socket, once started."""
+        out = []
+        for srv in self._servers:
+            for sock in srv.sockets:
+                name = sock.getsockname()
+                out.append((str(name[0]), int(name[1])))
+        return out
+
+    @property
+    def port(self) -> int:
+        """The RFB port actually listened on (useful with ``port=0``)."""
+        addrs = self.sockets_addresses
+        if not addrs:
+            raise RuntimeError("the server is not listening")
+        return addrs[0][1]
+
+    @property
+    def sessions(self) -> list[Session]:
+        return list(self._sessions)
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the source and the listeners; return once clients can connect."""
+        if self._started:
+            return
+        self._started = True
+        cfg = self.config
+        if self._source is None:
+            from .capture.factory import create_source
+
+            self._source = create_source(cfg)
+        name = cfg.desktop_name or self._source.name
+        self.hub = FrameHub(name)
+        self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="pyvnc")
+        try:
+            await self._source.start(self.hub, cfg.max_fps)
+            port = cfg.port
+            for host in cfg.listen:
+                srv = await asyncio.start_server(self._on_tcp_client, host, port, reuse_address=True)
+                self._servers.append(srv)
+                if port == 0:  # every address shares the port the first one got
+                    port = int(srv.sockets[0].getsockname()[1])
+        except BaseException:
+            await self._teardown()
+            raise
+        for host, p in self.sockets_addresses:
+            log.info("listening for VNC clients on %s", format_peer((host, p)))
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled, ``close()`` is called, or SIGINT/SIGTERM arrives; then shut down cleanly."""
+        loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or not supported here
+        try:
+            await self.start()
+            await self._stop_requested.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.close_and_wait()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("received %s: shutting down", sig.name)
+        self.close()
+
+    def close(self) -> None:
+        """Ask the server to stop: no new clients; sessions are closed by ``wait_closed()``."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+        for srv in self._servers:
+            srv.close()
+        for session in list(self._sessions):
+            session.close("server shutting down")
+
+    async def wait_closed(self) -> None:
+        """Wait until listeners, sessions, the source and the executor are all gone."""
+        await self._teardown()
+
+    async def close_and_wait(self) -> None:
+        self.close()
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close_and_wait()
+
+    async def _teardown(self) -> None:
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            for srv in self._servers:
+                srv.close()
+            for session in list(self._sessions):
+                session.close("server shutting down")
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=5)
+            for task in list(self._tasks):
+                task.cancel()
+            for srv in self._servers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(srv.wait_closed(), 2)
+            if self._source is not None and self.hub is not None:
+                try:
+                    await self._source.stop()
+                except Exception:
+                    log.exception("error while stopping the frame source")
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self._closed.set()
+
+    # --- clients -------------------------------------------------------------------------------------------
+
+    async def _on_tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                import socket
+
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await self.handle_stream(TCPStream(reader, writer))
+
+    def _pending_handshakes(self) -> int:
+        return sum(1 for s in self._sessions if not s.established)
+
+    async def handle_stream(self, stream: Stream) -> None:
+        """Serve one client over ``stream`` until it leaves (used by the TCP and WebSocket listeners)."""
+        if self._closing or self.hub is None or self._executor is None:
+            stream.close()
+            return
+        cfg = self.config
+        if self._pending_handshakes() >= cfg.max_pending_handshakes:
+            log.warning("%s: refused: too many connections in handshake", stream.peer)
+            stream.close()
+            return
+        established = sum(1 for s in self._sessions if s.established)
+        refuse = "too many clients" if established >= cfg.max_clients else None
+        session = Session(
+            stream,
+            config=cfg,
+            hub=self.hub,
+            source=self.source,
+            executor=self._executor,
+            on_client_init=self._on_client_init,
+            refuse_reason=refuse,
+        )
+        self._sessions.add(session)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+            if task is not None:
+                self._tasks.discard(task)  # type: ignore[arg-type]
+
+    def _on_client_init(self, session: Session, shared_flag: bool) -> str | None:
+        """Apply the sharing policy when ``session`` sends ClientInit; a string refuses the client."""
+        cfg = self.config
+        established = [s for s in self._sessions if s.established and s is not session]
+        if len(established) >= cfg.max_clients:
+            return "too many clients"
+        policy = cfg.share_policy
+        shared = True if policy == "always" else False if policy == "never" else shared_flag
+        session.shared = shared
+        if not shared and not session.view_only:
+            # rfbproto 7.3.1: an exclusive client disconnects the others (a view-only client never does)
+            for other in established:
+                log.info("%s: disconnected: %s asked for exclusive access", other.peer, session.peer)
+                other.close("another client asked for exclusive access")
+        return None

@@ -1,0 +1,71 @@
+"""A small byte-stream interface, so TCP and WebSocket clients run the same session code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+
+class Stream(Protocol):
+    """A bidirectional byte stream to one client."""
+
+    #: the peer's address, for logs
+    peer: str
+
+    async def read(self) -> bytes:
+        """The next bytes from the client; ``b""`` at end of stream."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the client."""
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its high-water mark."""
+
+    def close(self) -> None:
+        """Close the stream (idempotent)."""
+
+    async def wait_closed(self) -> None:
+        """Wait until the stream is closed."""
+
+
+def format_peer(peername: object) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) from a socket's peer name."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peername)
+
+
+class TCPStream:
+    """A :class:`Stream` over asyncio's TCP streams."""
+
+    READ_SIZE = 1 << 16
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.peer = format_peer(writer.get_extra_info("peername"))
+        # bounded write buffer: drain() waits above 256 KiB
+        writer.transport.set_write_buffer_limits(high=1 << 18)
+
+    async def read(self) -> bytes:
+        try:
+            return await self._reader.read(self.READ_SIZE)
+        except (ConnectionError, OSError):
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        if not self._writer.is_closing():
+            self._writer.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()

@@ -1,0 +1,199 @@
+"""A small RFB client for tests: handshake, pixel formats, Raw decoding, input.
+
+It exists to check what vncdotool cannot set (8/16 bpp, big-endian, colour maps, several versions). It decodes
+only Raw and the pseudo-encodings, with its own code written from the spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from Crypto.Cipher import DES
+
+from pyvnc.protocol.pixelformat import PixelFormat, decode_pixels
+
+
+def _vnc_des_key(password: str) -> bytes:
+    key = password.encode("latin-1")[:8].ljust(8, b"\0")
+    return bytes(int(f"{b:08b}"[::-1], 2) for b in key)
+
+
+class AuthError(Exception):
+    pass
+
+
+@dataclass
+class UpdateResult:
+    rects: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+
+
+class RFBClient:
+    """A minimal asyncio RFB client."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.width = 0
+        self.height = 0
+        self.name = ""
+        self.server_pf: PixelFormat | None = None
+        self.pf: PixelFormat | None = None
+        self.fb: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)
+        self.palette: dict[int, tuple[int, int, int]] = {}
+        self.bells = 0
+        self.cut_texts: list[bytes] = []
+        self.version = b""
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        password: str | None = None,
+        version: bytes = b"RFB 003.008\n",
+        shared: bool = True,
+    ) -> RFBClient:
+        reader, writer = await asyncio.open_connection(host, port)
+        client = cls(reader, writer)
+        await client._handshake(password, version, shared)
+        return client
+
+    async def read(self, n: int) -> bytes:
+        return await asyncio.wait_for(self.reader.readexactly(n), 10)
+
+    async def _reason(self) -> str:
+        (n,) = struct.unpack(">I", await self.read(4))
+        return (await self.read(n)).decode("utf-8", "replace")
+
+    async def _handshake(self, password: str | None, version: bytes, shared: bool) -> None:
+        server_version = await self.read(12)
+        assert server_version == b"RFB 003.008\n", server_version
+        self.writer.write(version)
+        self.version = version
+        if version == b"RFB 003.003\n":
+            (sectype,) = struct.unpack(">I", await self.read(4))
+            if sectype == 0:
+                raise AuthError(await self._reason())
+        else:
+            (n,) = await self.read(1)
+            if n == 0:
+                raise AuthError(await self._reason())
+            types = await self.read(n)
+            sectype = 2 if 2 in types else types[0]
+            self.writer.write(bytes([sectype]))
+        if sectype == 2:
+            if password is None:
+                raise AuthError("server wants a password")
+            challenge = await self.read(16)
+            self.writer.write(DES.new(_vnc_des_key(password), DES.MODE_ECB).encrypt(challenge))
+        if sectype == 2 or version == b"RFB 003.008\n":
+            (result,) = struct.unpack(">I", await self.read(4))
+            if result != 0:
+                reason = await self._reason() if version == b"RFB 003.008\n" else "failed"
+                raise AuthError(reason)
+        self.writer.write(bytes([1 if shared else 0]))
+        w, h, pf, name_len = struct.unpack(">HH16sI", await self.read(24))
+        self.name = (await self.read(name_len)).decode()
+        self.width, self.height = w, h
+        self.server_pf = self.pf = PixelFormat.parse(pf)
+        self.fb = np.zeros((h, w, 3), np.uint8)
+
+    def set_pixel_format(self, pf: PixelFormat) -> None:
+        self.writer.write(b"\x00\x00\x00\x00" + pf.pack())
+        self.pf = pf
+
+    def set_encodings(self, encodings: list[int]) -> None:
+        self.writer.write(struct.pack(">BxH", 2, len(encodings)) + struct.pack(f">{len(encodings)}i", *encodings))
+
+    def request(self, incremental: bool = False, x: int = 0, y: int = 0, w: int | None = None,
+                h: int | None = None) -> None:
+        w = self.width if w is None else w
+        h = self.height if h is None else h
+        self.writer.write(struct.pack(">BBHHHH", 3, int(incremental), x, y, w, h))
+
+    def key(self, keysym: int, down: bool) -> None:
+        self.writer.write(struct.pack(">BBxxI", 4, int(down), keysym))
+
+    def pointer(self, x: int, y: int, buttons: int) -> None:
+        self.writer.write(struct.pack(">BBHH", 5, buttons, x, y))
+
+    def cut_text(self, text: bytes) -> None:
+        self.writer.write(struct.pack(">B3xI", 6, len(text)) + text)
+
+    async def read_message(self) -> int:
+        """Read one server message; return its type. Framebuffer updates are applied to ``self.fb``."""
+        (mtype,) = await self.read(1)
+        if mtype == 0:
+            await self._update()
+        elif mtype == 1:
+            _, first, n = struct.unpack(">BHH", await self.read(5))
+            for i in range(n):
+                r, g, b = struct.unpack(">HHH", await self.read(6))
+                self.palette[first + i] = (r, g, b)
+        elif mtype == 2:
+            self.bells += 1
+        elif mtype == 3:
+            (n,) = struct.unpack(">3xI", await self.read(7))
+            self.cut_texts.append(await self.read(n))
+        else:
+            raise AssertionError(f"unexpected server message {mtype}")
+        return mtype
+
+    async def read_update(self) -> UpdateResult:
+        """Read messages until a FramebufferUpdate has been applied."""
+        self.last = UpdateResult()
+        while await self.read_message() != 0:
+            pass
+        return self.last
+
+    async def _update(self) -> None:
+        (n,) = struct.unpack(">xH", await self.read(3))
+        i = 0
+        while n == 0xFFFF or i < n:
+            x, y, w, h, enc = struct.unpack(">HHHHi", await self.read(12))
+            self.last.rects.append((x, y, w, h, enc))
+            i += 1
+            if enc == 0:
+                assert self.pf is not None
+                data = await self.read(w * h * self.pf.bits_per_pixel // 8)
+                if self.pf.true_colour:
+                    self.fb[y : y + h, x : x + w] = decode_pixels(self.pf, data, w, h)
+                else:
+                    idx = np.frombuffer(data, np.uint8).reshape(h, w)
+                    lut = np.zeros((256, 3), np.uint8)
+                    for k, (r, g, b) in self.palette.items():
+                        lut[k] = (r >> 8, g >> 8, b >> 8)
+                    self.fb[y : y + h, x : x + w] = lut[idx]
+            elif enc == -223:  # DesktopSize
+                self._resize(w, h)
+            elif enc == -308:  # ExtendedDesktopSize
+                (ns,) = struct.unpack(">B3x", await self.read(4))
+                await self.read(16 * ns)
+                if x == 0 or (x == 1 and y == 0) or x == 2:
+                    self._resize(w, h)
+            elif enc == -224:  # LastRect
+                break
+            elif enc == -307:  # DesktopName
+                (ln,) = struct.unpack(">I", await self.read(4))
+                self.name = (await self.read(ln)).decode()
+            else:
+                raise AssertionError(f"unexpected encoding {enc}")
+
+    def _resize(self, w: int, h: int) -> None:
+        if (w, h) != (self.width, self.height):
+            new = np.zeros((h, w, 3), np.uint8)
+            ch, cw = min(h, self.height), min(w, self.width)
+            new[:ch, :cw] = self.fb[:ch, :cw]
+            self.fb = new
+            self.width, self.height = w, h
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
