@@ -7,6 +7,7 @@ only Raw and the pseudo-encodings, with its own code written from the spec.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from dataclasses import dataclass, field
 
@@ -109,8 +110,9 @@ class RFBClient:
     def set_encodings(self, encodings: list[int]) -> None:
         self.writer.write(struct.pack(">BxH", 2, len(encodings)) + struct.pack(f">{len(encodings)}i", *encodings))
 
-    def request(self, incremental: bool = False, x: int = 0, y: int = 0, w: int | None = None,
-                h: int | None = None) -> None:
+    def request(
+        self, incremental: bool = False, x: int = 0, y: int = 0, w: int | None = None, h: int | None = None
+    ) -> None:
         w = self.width if w is None else w
         h = self.height if h is None else h
         self.writer.write(struct.pack(">BBHHHH", 3, int(incremental), x, y, w, h))
@@ -193,7 +195,5 @@ class RFBClient:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass

@@ -109,8 +109,15 @@ def _start_cli(*args: str) -> asyncio.Future[asyncio.subprocess.Process]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return asyncio.ensure_future(
         asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pyvnc", "serve", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT),
+            sys.executable,
+            "-m",
+            "pyvnc",
+            "serve",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=str(ROOT),
         )
     )
 

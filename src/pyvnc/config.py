@@ -326,8 +326,7 @@ class ServerConfig:
         if self.view_only_password is not None:
             if self.password is None:
                 raise ConfigError(
-                    "view_only_password: needs password (or password_file) too, "
-                    "so that somebody can get full control"
+                    "view_only_password: needs password (or password_file) too, so that somebody can get full control"
                 )
             if self.view_only_password == self.password:
                 raise ConfigError("view_only_password: must differ from password")

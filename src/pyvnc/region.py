@@ -53,12 +53,7 @@ class Rect(NamedTuple):
         return Rect(x0, y0, x1 - x0, y1 - y0)
 
     def contains(self, other: Rect) -> bool:
-        return (
-            self.x <= other.x
-            and self.y <= other.y
-            and self.right >= other.right
-            and self.bottom >= other.bottom
-        )
+        return self.x <= other.x and self.y <= other.y and self.right >= other.right and self.bottom >= other.bottom
 
     def subtract(self, other: Rect) -> list[Rect]:
         """This rectangle minus ``other``, as up to four non-overlapping rectangles."""

@@ -211,13 +211,13 @@ class Server:
         self._sessions.add(session)
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
         try:
             await session.run()
         finally:
             self._sessions.discard(session)
             if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
 
     def _on_client_init(self, session: Session, shared_flag: bool) -> str | None:
         """Apply the sharing policy when ``session`` sends ClientInit; a string refuses the client."""

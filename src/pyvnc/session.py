@@ -78,9 +78,7 @@ class Session:
         else:
             security = (SecurityType.NONE,)
         self.protocol = RFBServerProtocol(
-            ProtocolSettings(
-                security_types=security, max_cut_text=config.max_cut_text, refuse_reason=refuse_reason
-            )
+            ProtocolSettings(security_types=security, max_cut_text=config.max_cut_text, refuse_reason=refuse_reason)
         )
         self.sub: Subscription | None = None
         self.shared = True
@@ -365,4 +363,3 @@ class Session:
         if self._buttons:
             self.source.pointer_event(*self._pointer, 0)
             self._buttons = 0
-

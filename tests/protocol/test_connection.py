@@ -125,6 +125,7 @@ def test_rfb37_none_sends_no_security_result() -> None:
 def test_rfb38_none_sends_security_result_ok() -> None:
     proto = make()
     proto.receive_data(b"RFB 003.008\n\x01")
+    assert proto.data_to_send() == b"\x01\x01"
     proto.events_received()
     proto.accept_auth()
     assert proto.data_to_send() == b"\x00\x00\x00\x00"
@@ -228,7 +229,7 @@ def test_client_init_pipelined_with_auth_response() -> None:
     challenge = proto.data_to_send()[-16:]
     # the response and ClientInit arrive together, before the server answered
     proto.receive_data(encrypt_challenge("pw", challenge) + b"\x01")
-    assert [type(e) for e in proto.events_received()] == [AuthRequested]
+    assert [type(e) for e in proto.events_received()] == [VersionNegotiated, AuthRequested]
     proto.accept_auth()
     assert proto.events_received() == [ClientInitReceived(True)]
 

@@ -427,4 +427,3 @@ def _string(text: str) -> bytes:
     """A U32 length followed by UTF-8 text, as reason strings are sent (rfbproto 7.1.2)."""
     data = text.encode("utf-8")
     return U32.pack(len(data)) + data
-

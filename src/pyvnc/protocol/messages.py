@@ -191,9 +191,7 @@ def desktop_size_rect(width: int, height: int) -> bytes:
     return rect_header(0, 0, width, height, Encoding.DESKTOP_SIZE)
 
 
-def extended_desktop_size_rect(
-    reason: int, status: int, width: int, height: int, screens: tuple[Screen, ...]
-) -> bytes:
+def extended_desktop_size_rect(reason: int, status: int, width: int, height: int, screens: tuple[Screen, ...]) -> bytes:
     """An ExtendedDesktopSize pseudo-rectangle with the screen layout (rfbproto 7.8.10)."""
     body = struct.pack(">B3x", len(screens)) + b"".join(
         SCREEN.pack(s.id, s.x, s.y, s.width, s.height, s.flags) for s in screens
