@@ -74,6 +74,9 @@ class RFBClient:
         server_version = await self.read(12)
         assert server_version == b"RFB 003.008\n", server_version
         self.writer.write(version)
+        minor = int(version[8:11])
+        # rfbproto 7.1.1: the server treats unknown minor versions below 3.7 as 3.3
+        version = b"RFB 003.003\n" if minor < 7 else b"RFB 003.007\n" if minor == 7 else b"RFB 003.008\n"
         self.version = version
         if version == b"RFB 003.003\n":
             (sectype,) = struct.unpack(">I", await self.read(4))

@@ -142,8 +142,11 @@ class Session:
         return bool(data)
 
     async def _handle_events(self) -> None:
-        for event in self.protocol.events_received():
-            await self._handle(event)
+        # answering an event (accept_auth, send_server_init) can let the protocol parse data it already
+        # buffered, producing more events: loop until there are none
+        while events := self.protocol.events_received():
+            for event in events:
+                await self._handle(event)
 
     async def _handle(self, event: Event) -> None:
         proto = self.protocol

@@ -1,0 +1,248 @@
+"""Over real sockets with our own small client: every protocol version, pixel formats vncdotool cannot set,
+colour maps, partial and incremental updates, resizes, sharing, limits and bad clients."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import numpy as np
+import pytest
+from rfbclient import AuthError, RFBClient
+
+from pyvnc import PushSource, Server, ServerConfig
+from pyvnc.protocol.pixelformat import PixelFormat
+
+W, H = 161, 97
+
+
+def frame_rgb(seed: int = 3, h: int = H, w: int = W) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def expected_after(pf: PixelFormat, rgb: np.ndarray) -> np.ndarray:
+    """What a client in ``pf`` should see: each channel quantised to its max and scaled back."""
+    out = np.empty_like(rgb)
+    for i, mx in enumerate((pf.red_max, pf.green_max, pf.blue_max)):
+        q = (rgb[..., i].astype(np.int64) * mx + 127) // 255
+        out[..., i] = (q * 255 * 2 + mx) // (2 * mx)
+    return out
+
+
+FORMATS = [
+    PixelFormat(32, 24, False, True, 255, 255, 255, 16, 8, 0),
+    PixelFormat(32, 24, True, True, 255, 255, 255, 16, 8, 0),
+    PixelFormat(32, 24, False, True, 255, 255, 255, 0, 8, 16),
+    PixelFormat(32, 30, True, True, 1023, 1023, 1023, 20, 10, 0),
+    PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0),
+    PixelFormat(16, 16, True, True, 31, 63, 31, 11, 5, 0),
+    PixelFormat(16, 15, True, True, 31, 31, 31, 0, 5, 10),
+    PixelFormat(8, 8, False, True, 7, 7, 3, 0, 3, 6),
+    PixelFormat(8, 6, True, True, 3, 3, 3, 4, 2, 0),
+]
+
+
+@pytest.fixture
+async def served() -> tuple[Server, PushSource, np.ndarray]:
+    source = PushSource(width=W, height=H)
+    rgb = frame_rgb()
+    source.push(rgb)
+    server = Server(ServerConfig(port=0), source=source)
+    await server.start()
+    yield server, source, rgb  # type: ignore[misc]
+    await server.close_and_wait()
+
+
+@pytest.mark.parametrize(
+    "pf", FORMATS, ids=lambda pf: f"{pf.bits_per_pixel}bpp-d{pf.depth}-{'be' if pf.big_endian else 'le'}"
+)
+async def test_true_colour_formats(served: tuple[Server, PushSource, np.ndarray], pf: PixelFormat) -> None:
+    server, _source, rgb = served
+    client = await RFBClient.connect("127.0.0.1", server.port)
+    client.set_pixel_format(pf)
+    client.set_encodings([0])
+    client.request(incremental=False)
+    await client.read_update()
+    assert np.array_equal(client.fb, expected_after(pf, rgb))
+    await client.close()
+
+
+async def test_colour_map_client_gets_palette(served: tuple[Server, PushSource, np.ndarray]) -> None:
+    server, _source, rgb = served
+    client = await RFBClient.connect("127.0.0.1", server.port)
+    client.set_pixel_format(PixelFormat(8, 8, False, False, 0, 0, 0, 0, 0, 0))
+    client.request(incremental=False)
+    await client.read_update()  # SetColourMapEntries arrives first, then the update
+    assert len(client.palette) == 256
+    err = np.abs(client.fb.astype(int) - rgb.astype(int))
+    assert err[..., :2].max() <= 19 and err[..., 2].max() <= 43  # 3-3-2 quantisation
+    await client.close()
+
+
+@pytest.mark.parametrize("version", [b"RFB 003.003\n", b"RFB 003.007\n", b"RFB 003.008\n", b"RFB 003.005\n"])
+@pytest.mark.parametrize("password", [None, "pw"])
+async def test_versions_and_security(version: bytes, password: str | None) -> None:
+    source = PushSource(width=W, height=H)
+    rgb = frame_rgb(4)
+    source.push(rgb)
+    async with Server(ServerConfig(port=0, password=password), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port, password=password, version=version)
+        assert (client.width, client.height) == (W, H)
+        client.request()
+        await client.read_update()
+        assert np.array_equal(client.fb, rgb)
+        await client.close()
+        if password:
+            with pytest.raises(AuthError):
+                await RFBClient.connect("127.0.0.1", server.port, password="bad", version=version)
+
+
+async def test_incremental_waits_for_change_then_sends_only_it(
+    served: tuple[Server, PushSource, np.ndarray],
+) -> None:
+    server, source, rgb = served
+    client = await RFBClient.connect("127.0.0.1", server.port)
+    client.request(incremental=False)
+    await client.read_update()
+    client.request(incremental=True)
+    # nothing changed: no update may arrive (no empty updates in a busy loop)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.reader.readexactly(1), 0.5)
+    changed = rgb.copy()
+    changed[10:13, 20:25] = 0
+    source.push(changed, rects=[(20, 10, 5, 3)])
+    update = await client.read_update()
+    assert update.rects == [(20, 10, 5, 3, 0)]
+    assert np.array_equal(client.fb, changed)
+    await client.close()
+
+
+async def test_full_request_never_merged_away(served: tuple[Server, PushSource, np.ndarray]) -> None:
+    server, _source, rgb = served
+    client = await RFBClient.connect("127.0.0.1", server.port)
+    client.request(incremental=True)
+    client.request(incremental=False, x=5, y=6, w=7, h=8)
+    update = await client.read_update()
+    assert (5, 6, 7, 8, 0) in update.rects
+    await client.close()
+
+
+async def test_resize_reaches_client_with_extended_desktop_size(
+    served: tuple[Server, PushSource, np.ndarray],
+) -> None:
+    server, source, _rgb = served
+    for encodings in ([0, -308], [0, -223]):
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings(encodings)
+        client.request()
+        await client.read_update()
+        bigger = frame_rgb(8, h=H + 40, w=W + 30)
+        source.push(bigger)
+        client.request(incremental=True)
+        update = await client.read_update()
+        assert update.rects[0][4] == encodings[1]
+        assert (client.width, client.height) == (W + 30, H + 40)
+        assert np.array_equal(client.fb, bigger)
+        await client.close()
+        source.push(frame_rgb())
+
+
+async def test_set_desktop_size_prohibited(served: tuple[Server, PushSource, np.ndarray]) -> None:
+    server, _source, _rgb = served
+    client = await RFBClient.connect("127.0.0.1", server.port)
+    client.set_encodings([0, -308])
+    msg = bytes([251, 0]) + struct.pack(">HHBx", 300, 200, 1) + struct.pack(">IHHHHI", 0, 0, 0, 300, 200, 0)
+    client.writer.write(msg)
+    client.request(incremental=True)
+    update = await client.read_update()
+    x, y, w, h, enc = update.rects[0]
+    assert (x, y, enc) == (1, 1, -308)  # reason: this client; status: prohibited
+    assert (w, h) == (W, H)
+    await client.close()
+
+
+async def test_exclusive_client_disconnects_others_but_view_only_never_does() -> None:
+    source = PushSource(width=W, height=H)
+    source.push(frame_rgb())
+    config = ServerConfig(port=0, password="full", view_only_password="view")
+    async with Server(config, source=source) as server:
+        first = await RFBClient.connect("127.0.0.1", server.port, password="full")
+        viewer = await RFBClient.connect("127.0.0.1", server.port, password="view", shared=False)
+        first.request()
+        await first.read_update()  # still connected
+        second = await RFBClient.connect("127.0.0.1", server.port, password="full", shared=False)
+        assert await asyncio.wait_for(first.reader.read(), 5) == b""  # the exclusive client closed it
+        second.request()
+        await second.read_update()
+        for c in (viewer, second):
+            await c.close()
+
+
+async def test_bad_client_is_dropped_and_others_keep_working(
+    served: tuple[Server, PushSource, np.ndarray],
+) -> None:
+    server, _source, rgb = served
+    good = await RFBClient.connect("127.0.0.1", server.port)
+    bad = await RFBClient.connect("127.0.0.1", server.port)
+    bad.writer.write(b"\x63garbage")  # unknown message type 99
+    assert await asyncio.wait_for(bad.reader.read(), 5) == b""
+    good.request()
+    await good.read_update()
+    assert np.array_equal(good.fb, rgb)
+    await good.close()
+
+
+async def test_handshake_timeout_and_pending_cap() -> None:
+    source = PushSource(width=8, height=8)
+    config = ServerConfig(port=0, handshake_timeout=0.5, max_pending_handshakes=2)
+    async with Server(config, source=source) as server:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        for reader, _w in idle:
+            assert await reader.readexactly(12) == b"RFB 003.008\n"
+        # a third connection while two are in handshake is closed at once
+        r3, _w3 = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await asyncio.wait_for(r3.read(), 5) == b""
+        # the idle ones are dropped after the handshake timeout
+        for reader, _w in idle:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        await client.close()
+
+
+async def test_max_clients_refused_with_reason() -> None:
+    source = PushSource(width=8, height=8)
+    async with Server(ServerConfig(port=0, max_clients=1), source=source) as server:
+        first = await RFBClient.connect("127.0.0.1", server.port)
+        with pytest.raises(AuthError, match="too many clients"):
+            await RFBClient.connect("127.0.0.1", server.port)
+        await first.close()
+
+
+async def test_input_and_release_on_disconnect() -> None:
+    keys: list[tuple[int, bool]] = []
+    pointer: list[tuple[int, int, int]] = []
+    clip: list[str] = []
+    source = PushSource(
+        width=W,
+        height=H,
+        on_key=lambda k, d: keys.append((k, d)),
+        on_pointer=lambda x, y, b: pointer.append((x, y, b)),
+        on_clipboard=clip.append,
+    )
+    async with Server(ServerConfig(port=0), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.key(0xFFE1, True)  # Shift held
+        client.key(0x01000000 + 0x263A, True)  # a Unicode keysym
+        client.pointer(12, 34, 0b101)
+        client.cut_text("grüße".encode("latin-1"))
+        await client.writer.drain()
+        await asyncio.sleep(0.2)
+        await client.close()
+        for _ in range(50):
+            if pointer and pointer[-1][2] == 0:
+                break
+            await asyncio.sleep(0.05)
+    assert (0xFFE1, True) in keys and (0x0100263A, True) in keys
+    assert (0xFFE1, False) in keys and (0x0100263A, False) in keys  # released when the client left
+    assert pointer[0] == (12, 34, 5) and pointer[-1] == (12, 34, 0)
+    assert clip == ["grüße"]
