@@ -118,7 +118,7 @@ async def test_incremental_waits_for_change_then_sends_only_it(
 
 
 async def test_full_request_never_merged_away(served: tuple[Server, PushSource, np.ndarray]) -> None:
-    server, _source, rgb = served
+    server, _source, _rgb = served
     client = await RFBClient.connect("127.0.0.1", server.port)
     client.request(incremental=True)
     client.request(incremental=False, x=5, y=6, w=7, h=8)
