@@ -13,6 +13,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
+from ._malloc import tune_malloc
 from .capture.base import FrameSource
 from .config import ServerConfig
 from .hub import FrameHub
@@ -75,6 +76,7 @@ class Server:
         if self._started:
             return
         self._started = True
+        tune_malloc()
         cfg = self.config
         if self._source is None:
             from .capture.factory import create_source

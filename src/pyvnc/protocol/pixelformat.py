@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -145,7 +146,7 @@ class PixelConverter:
         bpp = pf.bits_per_pixel
         self.value_dtype: type[np.unsignedinteger] = _VALUE_DTYPES[bpp]
         self.wire_dtype = np.dtype(self.value_dtype).newbyteorder(">" if pf.big_endian else "<")
-        self._tables = tuple(
+        tb, tg, tr = (
             _channel_table(mx, shift, self.value_dtype)
             for mx, shift in (
                 (pf.blue_max, pf.blue_shift),
@@ -153,38 +154,47 @@ class PixelConverter:
                 (pf.red_max, pf.red_shift),
             )
         )
-        # 32 bpp with 8-bit channels on byte boundaries: a byte gather, no arithmetic
-        self._gather: tuple[int, ...] | None = None
+        # two lookups per pixel: one indexed by the 16-bit (green, blue) pair as it lies in memory, one by red
+        pair = np.arange(65536, dtype=np.uint32)
+        lo, hi = (pair & 0xFF, pair >> 8) if sys.byteorder == "little" else (pair >> 8, pair & 0xFF)
+        self._gb_table = tb[lo] | tg[hi]
+        self._r_table = tr
+        # 32 bpp with 8-bit channels on byte boundaries: whole bytes move, no arithmetic
+        self._byte_positions: tuple[int, int, int] | None = None
         if bpp == 32 and pf.red_max == pf.green_max == pf.blue_max == 255:
             shifts = (pf.blue_shift, pf.green_shift, pf.red_shift)
             if all(s % 8 == 0 for s in shifts) and len(set(shifts)) == 3:
-                # wire byte position of each source channel (B, G, R = source bytes 0, 1, 2)
-                positions = [(3 - s // 8) if pf.big_endian else s // 8 for s in shifts]
-                order = [3, 3, 3, 3]  # source byte 3 (always zero in our frames) for unused bytes
-                for src, pos in enumerate(positions):
-                    order[pos] = src
-                self._gather = tuple(order)
-        self.is_native = pf == NATIVE or self._gather == (0, 1, 2, 3)
+                b, g, r = ((3 - s // 8) if pf.big_endian else s // 8 for s in shifts)
+                self._byte_positions = (b, g, r)
+        self.is_native = self._byte_positions == (0, 1, 2)
+        self._is_swapped = self._byte_positions == (3, 2, 1)
 
     def convert(self, pixels: npt.NDArray[np.uint8]) -> bytes:
         """(h, w, 4) BGRX pixels (any view) → the client's bytes, row-major."""
         if self.is_native:
             return np.ascontiguousarray(pixels).tobytes()
-        if self._gather is not None:
-            return np.ascontiguousarray(pixels[:, :, self._gather]).tobytes()
+        if self._is_swapped:
+            return np.ascontiguousarray(pixels).view(np.uint32).byteswap().tobytes()
+        if self._byte_positions is not None:
+            return self._move_bytes(pixels).tobytes()
         return self.to_bytes(self.convert_array(pixels))
+
+    def _move_bytes(self, pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        assert self._byte_positions is not None
+        out = np.zeros(pixels.shape, np.uint8)
+        for src, dst in enumerate(self._byte_positions):
+            out[:, :, dst] = pixels[:, :, src]
+        return out
 
     def convert_array(self, pixels: npt.NDArray[np.uint8]) -> PixelValues:
         """(h, w, 4) BGRX pixels → an (h, w) array of pixel values (native-endian integers)."""
-        if self.is_native or self._gather is not None:
-            if self.is_native:
-                return np.ascontiguousarray(pixels).view(np.uint32)[:, :, 0].copy()
-            gathered = np.ascontiguousarray(pixels[:, :, self._gather])
-            return gathered.view(self.wire_dtype)[:, :, 0].astype(np.uint32)
-        tb, tg, tr = self._tables
-        out = np.take(tb, pixels[:, :, 0])
-        out |= np.take(tg, pixels[:, :, 1])
-        out |= np.take(tr, pixels[:, :, 2])
+        if self.is_native:
+            return np.ascontiguousarray(pixels).view(np.uint32)[:, :, 0].copy()
+        if self._byte_positions is not None:
+            return self._move_bytes(pixels).view(self.wire_dtype)[:, :, 0].astype(np.uint32)
+        pairs = np.ascontiguousarray(pixels).view(np.uint16)[:, :, 0]
+        out = np.take(self._gb_table, pairs)
+        out |= np.take(self._r_table, pixels[:, :, 2])
         return out
 
     def to_bytes(self, values: PixelValues) -> bytes:
