@@ -2,7 +2,7 @@
 
 Run it, then connect a viewer to 127.0.0.1:5900 with the password "secret"::
 
-    python examples/embed.py
+    python examples/embed.py [PORT]
     vncviewer 127.0.0.1::5900
 
 The picture is a moving colour gradient with a square sliding across it. Each frame is pushed with the
@@ -13,6 +13,7 @@ square moves in. Key and pointer events from viewers are printed.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -72,13 +73,12 @@ def animate(source: PushSource, stop: threading.Event) -> None:
 
 
 def main() -> None:
-    source = PushSource(
-        width=WIDTH, height=HEIGHT, name="pyvnc embed example", on_key=on_key, on_pointer=on_pointer
-    )
+    source = PushSource(width=WIDTH, height=HEIGHT, name="pyvnc embed example", on_key=on_key, on_pointer=on_pointer)
     stop = threading.Event()
     producer = threading.Thread(target=animate, args=(source, stop), daemon=True)
     producer.start()
-    server = Server(ServerConfig(listen=["127.0.0.1"], port=5900, password="secret"), source=source)
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 5900
+    server = Server(ServerConfig(listen=["127.0.0.1"], port=port, password="secret"), source=source)
     try:
         asyncio.run(server.serve_forever())
     except KeyboardInterrupt:

@@ -246,3 +246,27 @@ async def test_input_and_release_on_disconnect() -> None:
     assert (0xFFE1, False) in keys and (0x0100263A, False) in keys  # released when the client left
     assert pointer[0] == (12, 34, 5) and pointer[-1] == (12, 34, 0)
     assert clip == ["grüße"]
+
+
+async def test_ipv4_and_ipv6_listeners_share_one_port() -> None:
+    source = PushSource(width=8, height=8)
+    async with Server(ServerConfig(listen=["127.0.0.1", "::1"], port=0), source=source) as server:
+        hosts = {h for h, _p in server.sockets_addresses}
+        assert hosts == {"127.0.0.1", "::1"}
+        for host in ("127.0.0.1", "::1"):
+            client = await RFBClient.connect(host, server.port)
+            assert (client.width, client.height) == (8, 8)
+            await client.close()
+
+
+async def test_shutdown_closes_clients_and_stops_listening() -> None:
+    source = PushSource(width=8, height=8)
+    server = Server(ServerConfig(port=0), source=source)
+    await server.start()
+    port = server.port
+    client = await RFBClient.connect("127.0.0.1", port)
+    await asyncio.wait_for(server.close_and_wait(), 10)
+    assert await asyncio.wait_for(client.reader.read(), 5) == b""
+    assert server.sessions == []
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)

@@ -165,3 +165,43 @@ async def test_cli_demo_source(tmp_path: Path, with_password: bool) -> None:
     assert "Traceback" not in log
     assert "hunter2" not in log
     assert "SIGTERM" in log
+
+
+async def test_embedding_example_runs(tmp_path: Path) -> None:
+    """examples/embed.py: asyncio.run(server.serve_forever()) from another program, stopped by SIGINT."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "examples" / "embed.py"),
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        for _ in range(100):
+            try:
+                _r, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        first, second = tmp_path / "1.png", tmp_path / "2.png"
+        rc, text = await vncdo(port, "capture", str(first), password="secret")
+        assert rc == 0, text
+        await asyncio.sleep(0.3)
+        rc, text = await vncdo(port, "capture", str(second), password="secret")
+        assert rc == 0, text
+        a = np.asarray(Image.open(first).convert("RGB"))
+        b = np.asarray(Image.open(second).convert("RGB"))
+        assert a.shape == (600, 800, 3)
+        assert not np.array_equal(a, b)  # the picture moves
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = await asyncio.wait_for(proc.wait(), 15)
+    assert proc.stdout is not None
+    out = (await proc.stdout.read()).decode()
+    assert rc == 0 and "Traceback" not in out, out
