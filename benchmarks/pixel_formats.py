@@ -73,7 +73,7 @@ async def raw_updates_per_second(frame: np.ndarray, seconds: float, pf: PixelFor
     h, w = frame.shape[:2]
     source = PushSource(width=w, height=h)
     source.push(np.ascontiguousarray(frame[..., 2::-1]))
-    async with Server(ServerConfig(port=0), source=source) as server:
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
         client = await RFBClient.connect("127.0.0.1", server.port)
         if pf is not None:
             client.set_pixel_format(pf)

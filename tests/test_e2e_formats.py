@@ -47,7 +47,7 @@ async def served() -> tuple[Server, PushSource, np.ndarray]:
     source = PushSource(width=W, height=H)
     rgb = frame_rgb()
     source.push(rgb)
-    server = Server(ServerConfig(port=0), source=source)
+    server = Server(ServerConfig(port=0, web_port=0), source=source)
     await server.start()
     yield server, source, rgb  # type: ignore[misc]
     await server.close_and_wait()
@@ -85,7 +85,7 @@ async def test_versions_and_security(version: bytes, password: str | None) -> No
     source = PushSource(width=W, height=H)
     rgb = frame_rgb(4)
     source.push(rgb)
-    async with Server(ServerConfig(port=0, password=password), source=source) as server:
+    async with Server(ServerConfig(port=0, web_port=0, password=password), source=source) as server:
         client = await RFBClient.connect("127.0.0.1", server.port, password=password, version=version)
         assert (client.width, client.height) == (W, H)
         client.request()
@@ -164,7 +164,7 @@ async def test_set_desktop_size_prohibited(served: tuple[Server, PushSource, np.
 async def test_exclusive_client_disconnects_others_but_view_only_never_does() -> None:
     source = PushSource(width=W, height=H)
     source.push(frame_rgb())
-    config = ServerConfig(port=0, password="full", view_only_password="view")
+    config = ServerConfig(port=0, web_port=0, password="full", view_only_password="view")
     async with Server(config, source=source) as server:
         first = await RFBClient.connect("127.0.0.1", server.port, password="full")
         viewer = await RFBClient.connect("127.0.0.1", server.port, password="view", shared=False)
@@ -194,7 +194,7 @@ async def test_bad_client_is_dropped_and_others_keep_working(
 
 async def test_handshake_timeout_and_pending_cap() -> None:
     source = PushSource(width=8, height=8)
-    config = ServerConfig(port=0, handshake_timeout=0.5, max_pending_handshakes=2)
+    config = ServerConfig(port=0, web_port=0, handshake_timeout=0.5, max_pending_handshakes=2)
     async with Server(config, source=source) as server:
         idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
         for reader, _w in idle:
@@ -211,7 +211,7 @@ async def test_handshake_timeout_and_pending_cap() -> None:
 
 async def test_max_clients_refused_with_reason() -> None:
     source = PushSource(width=8, height=8)
-    async with Server(ServerConfig(port=0, max_clients=1), source=source) as server:
+    async with Server(ServerConfig(port=0, web_port=0, max_clients=1), source=source) as server:
         first = await RFBClient.connect("127.0.0.1", server.port)
         with pytest.raises(AuthError, match="too many clients"):
             await RFBClient.connect("127.0.0.1", server.port)
@@ -229,7 +229,7 @@ async def test_input_and_release_on_disconnect() -> None:
         on_pointer=lambda x, y, b: pointer.append((x, y, b)),
         on_clipboard=clip.append,
     )
-    async with Server(ServerConfig(port=0), source=source) as server:
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
         client = await RFBClient.connect("127.0.0.1", server.port)
         client.key(0xFFE1, True)  # Shift held
         client.key(0x01000000 + 0x263A, True)  # a Unicode keysym
@@ -250,7 +250,7 @@ async def test_input_and_release_on_disconnect() -> None:
 
 async def test_ipv4_and_ipv6_listeners_share_one_port() -> None:
     source = PushSource(width=8, height=8)
-    async with Server(ServerConfig(listen=["127.0.0.1", "::1"], port=0), source=source) as server:
+    async with Server(ServerConfig(listen=["127.0.0.1", "::1"], port=0, web_port=0), source=source) as server:
         hosts = {h for h, _p in server.sockets_addresses}
         assert hosts == {"127.0.0.1", "::1"}
         for host in ("127.0.0.1", "::1"):
@@ -261,7 +261,7 @@ async def test_ipv4_and_ipv6_listeners_share_one_port() -> None:
 
 async def test_shutdown_closes_clients_and_stops_listening() -> None:
     source = PushSource(width=8, height=8)
-    server = Server(ServerConfig(port=0), source=source)
+    server = Server(ServerConfig(port=0, web_port=0), source=source)
     await server.start()
     port = server.port
     client = await RFBClient.connect("127.0.0.1", port)

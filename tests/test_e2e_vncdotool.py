@@ -42,7 +42,7 @@ def rgb_of(frame: np.ndarray) -> np.ndarray:
 
 async def test_capture_equals_server_frame(tmp_path: Path) -> None:
     source = DemoSource(800, 600, animate=False)
-    async with Server(ServerConfig(port=0), source=source) as server:
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
         out = tmp_path / "cap.png"
         rc, text = await vncdo(server.port, "capture", str(out))
         assert rc == 0, text
@@ -58,7 +58,7 @@ async def test_capture_with_password_and_wrong_password(tmp_path: Path) -> None:
     frame = rng.integers(0, 256, (333, 517, 3), dtype=np.uint8)
     source = PushSource(width=517, height=333)
     source.push(frame)
-    async with Server(ServerConfig(port=0, password="s3cret!"), source=source) as server:
+    async with Server(ServerConfig(port=0, web_port=0, password="s3cret!"), source=source) as server:
         out = tmp_path / "cap.png"
         rc, text = await vncdo(server.port, "capture", str(out), password="s3cret!")
         assert rc == 0, text
@@ -76,7 +76,7 @@ async def test_capture_with_password_and_wrong_password(tmp_path: Path) -> None:
 async def test_view_only_password_ignores_input(tmp_path: Path) -> None:
     keys: list[tuple[int, bool]] = []
     source = PushSource(width=64, height=48, on_key=lambda k, d: keys.append((k, d)))
-    config = ServerConfig(port=0, password="full", view_only_password="look")
+    config = ServerConfig(port=0, web_port=0, password="full", view_only_password="look")
     async with Server(config, source=source) as server:
         rc, text = await vncdo(server.port, "key", "a", password="look")
         assert rc == 0, text
@@ -95,7 +95,7 @@ async def test_partial_push_reaches_client(tmp_path: Path) -> None:
     source = PushSource(width=320, height=200)
     base = np.zeros((200, 320, 3), np.uint8)
     source.push(base)
-    async with Server(ServerConfig(port=0), source=source) as server:
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
         changed = base.copy()
         changed[50:60, 70:90] = (10, 200, 30)
         source.push(changed, rects=[(70, 50, 20, 10)])
@@ -137,7 +137,7 @@ async def _wait_port(proc: asyncio.subprocess.Process) -> tuple[int, list[str]]:
 
 @pytest.mark.parametrize("with_password", [False, True])
 async def test_cli_demo_source(tmp_path: Path, with_password: bool) -> None:
-    args = ["--source", "demo", "--port", "0", "--geometry", "640x400"]
+    args = ["--source", "demo", "--port", "0", "--web-port", "0", "--geometry", "640x400"]
     password = None
     if with_password:
         password = "hunter2"

@@ -28,6 +28,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _OVERRIDE_KEYS: tuple[str, ...] = (
     "listen",
     "port",
+    "web_port",
+    "cert",
+    "key",
     "password_file",
     "view_only_password_file",
     "insecure_no_auth",
@@ -140,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=_int_arg,
         help="TCP port to listen on, 0 for any free port (default: 5900)",
+    )
+    serve.add_argument(
+        "--web-port",
+        metavar="N",
+        type=_int_arg,
+        help=(
+            "port of the web listener: a noVNC page at '/' and RFB over WebSocket at '/websockify', "
+            "on the same addresses as --listen; 0 turns it off (default: 6080)"
+        ),
+    )
+    serve.add_argument(
+        "--cert",
+        metavar="FILE",
+        help="PEM certificate: with --key, the web port serves https and wss (default: plain http)",
+    )
+    serve.add_argument(
+        "--key",
+        metavar="FILE",
+        help="PEM private key for --cert (default: none)",
     )
     serve.add_argument(
         "--password-file",

@@ -195,6 +195,18 @@ class ServerConfig:
     #: "client" honours ClientInit's shared flag, "always" treats every client as shared, "never" lets a
     #: new client disconnect the others (view-only clients never disconnect anybody).
     share_policy: str = "client"
+    #: TCP port of the web listener (our noVNC page at "/", RFB over WebSocket at "/websockify"); 0: off.
+    #: It listens on the same addresses as the RFB port, under the same password rules.
+    web_port: int = 6080
+    #: PEM certificate (chain) file: with ``key``, the web port serves https and wss.
+    cert: str | None = None
+    #: PEM private-key file for ``cert``.
+    key: str | None = None
+    #: Origins allowed to open a WebSocket, e.g. "https://vnc.example.org"; empty: only the page's own
+    #: origin (the Origin header must match the Host header), plus clients that send no Origin at all.
+    web_origins: Sequence[str] = ()
+    #: Largest WebSocket message accepted from a browser, in bytes.
+    web_max_message: int = 2 * 1024 * 1024
 
     def __post_init__(self) -> None:
         """Validate and normalise every field; raise ConfigError naming the key on a bad value."""
@@ -222,6 +234,11 @@ class ServerConfig:
         set_("handshake_timeout", self._validate_handshake_timeout(self.handshake_timeout))
         set_("max_cut_text", _check_int("max_cut_text", self.max_cut_text, 0, MAX_CUT_TEXT_LIMIT))
         set_("share_policy", _check_choice("share_policy", self.share_policy, SHARE_POLICIES))
+        set_("web_port", _check_int("web_port", self.web_port, 0, MAX_PORT))
+        set_("cert", self._validate_pem("cert", self.cert))
+        set_("key", self._validate_pem("key", self.key))
+        set_("web_origins", self._validate_origins(self.web_origins))
+        set_("web_max_message", _check_int("web_max_message", self.web_max_message, 1024, 1 << 30))
         self._check_consistency()
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -274,6 +291,30 @@ class ServerConfig:
                 VNC_PASSWORD_LENGTH,
             )
         return value
+
+    @staticmethod
+    def _validate_pem(key: str, value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str | os.PathLike):
+            raise ConfigError(f"{key}: must be a path (string), {_got(value)}")
+        path = os.fspath(value)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4096)
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+        if b"-----BEGIN" not in head:
+            raise ConfigError(f"{key}: {path} is not a PEM file")
+        return str(path)
+
+    @staticmethod
+    def _validate_origins(value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = (value,)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(f'web_origins: must be a list of origins such as "https://host:6080", {_got(value)}')
+        return tuple(v.strip().rstrip("/") for v in value)
 
     @staticmethod
     def _validate_display(value: object) -> str | None:
@@ -336,6 +377,10 @@ class ServerConfig:
                     "authentication compares: a client typing either gets full control",
                     VNC_PASSWORD_LENGTH,
                 )
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("cert: cert and key must be given together (both PEM files)")
+        if self.web_port and self.web_port == self.port:
+            raise ConfigError(f"web_port: must differ from port ({self.port}); use 0 to turn the web listener off")
         if self.run is not None and self.source not in ("auto", "xvfb"):
             raise ConfigError(f'run: needs source "xvfb" (or "auto"), but source is "{self.source}"')
         if not self.requires_auth and not self.insecure_no_auth:
@@ -464,6 +509,10 @@ def load_config(path: str | Path | None, overrides: Mapping[str, object] = _NO_O
             file_values.pop(key, None)
 
     file_values = _resolve_passwords(file_values, base, f" in {path}")
+    for file_key in ("cert", "key"):
+        value = file_values.get(file_key)
+        if base is not None and isinstance(value, str) and not Path(value).is_absolute():
+            file_values[file_key] = str(base / value)
     override_values = _resolve_passwords(override_values, None, " in overrides")
 
     merged = {**file_values, **override_values}

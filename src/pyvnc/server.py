@@ -19,6 +19,7 @@ from .config import ServerConfig
 from .hub import FrameHub
 from .session import Session
 from .streams import Stream, TCPStream, format_peer
+from .web import WebListener
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Server:
         self._source = source
         self.hub: FrameHub | None = None
         self._servers: list[asyncio.Server] = []
+        self.web: WebListener | None = None
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
@@ -66,6 +68,13 @@ class Server:
         return addrs[0][1]
 
     @property
+    def web_port(self) -> int:
+        """The port the web listener listens on."""
+        if self.web is None or not self.web.addresses:
+            raise RuntimeError("the web listener is not running")
+        return self.web.addresses[0][1]
+
+    @property
     def sessions(self) -> list[Session]:
         return list(self._sessions)
 
@@ -93,6 +102,9 @@ class Server:
                 self._servers.append(srv)
                 if port == 0:  # every address shares the port the first one got
                     port = int(srv.sockets[0].getsockname()[1])
+            if cfg.web_port:
+                self.web = WebListener(cfg, self.handle_stream)
+                await self.web.start()
         except BaseException:
             await self._teardown()
             raise
@@ -128,6 +140,8 @@ class Server:
             self._stop_requested.set()
         for srv in self._servers:
             srv.close()
+        if self.web is not None:
+            self.web.close()
         for session in list(self._sessions):
             session.close("server shutting down")
 
@@ -156,6 +170,8 @@ class Server:
         try:
             for srv in self._servers:
                 srv.close()
+            if self.web is not None:
+                self.web.close()
             for session in list(self._sessions):
                 session.close("server shutting down")
             if self._tasks:
@@ -165,6 +181,8 @@ class Server:
             for srv in self._servers:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(srv.wait_closed(), 2)
+            if self.web is not None:
+                await self.web.wait_closed()
             if self._source is not None and self.hub is not None:
                 try:
                     await self._source.stop()

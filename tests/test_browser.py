@@ -1,0 +1,233 @@
+"""Browser sessions end to end: our noVNC page in Debian's Chromium, driven by playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pyvnc import DemoSource, PushSource, Server, ServerConfig
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(
+        not (ROOT / "web" / "node_modules" / "@novnc" / "novnc" / "core" / "rfb.js").exists(),
+        reason="noVNC is not installed in web/ (scripts/setup installs it)",
+    ),
+]
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as pw:
+        b = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield b
+        await b.close()
+
+
+async def open_page(browser: Any, url: str, **context: Any) -> Any:
+    ctx = await browser.new_context(viewport={"width": 1100, "height": 800}, **context)
+    page = await ctx.new_page()
+    await page.goto(url)
+    return page
+
+
+async def wait_status(page: Any, text: str, timeout: float = 15000) -> str:
+    await page.wait_for_function(
+        "t => document.getElementById('status').textContent.includes(t)", arg=text, timeout=timeout
+    )
+    return str(await page.text_content("#status"))
+
+
+async def canvas_rgb(page: Any) -> np.ndarray:
+    url = await page.evaluate("document.querySelector('#screen canvas').toDataURL('image/png')")
+    data = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+async def wait_canvas_equals(page: Any, expected: np.ndarray, timeout: float = 10) -> np.ndarray:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        got = await canvas_rgb(page)
+        if got.shape == expected.shape and np.array_equal(got, expected):
+            return got
+        if loop.time() > deadline:
+            return got
+        await asyncio.sleep(0.2)
+
+
+def rgb_of(frame: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(frame[..., 2::-1])
+
+
+async def test_page_connects_and_canvas_equals_frame(browser: Any) -> None:
+    web = free_port()
+    source = DemoSource(640, 400, animate=False)
+    async with Server(ServerConfig(port=0, web_port=web), source=source) as server:
+        page = await open_page(browser, f"http://127.0.0.1:{web}/")
+        await wait_status(page, "Connected")
+        assert server.hub is not None
+        expected = rgb_of(server.hub.frame)
+        got = await wait_canvas_equals(page, expected)
+        assert got.shape == expected.shape
+        assert np.array_equal(got, expected)
+        assert len(server.sessions) == 1
+        await page.context.close()
+        for _ in range(50):  # a browser that leaves leaves nothing behind
+            if not server.sessions:
+                break
+            await asyncio.sleep(0.1)
+        assert server.sessions == []
+
+
+async def test_password_prompt_typing_clicks_and_clipboard(browser: Any) -> None:
+    web = free_port()
+    keys: list[tuple[int, bool]] = []
+    pointer: list[tuple[int, int, int]] = []
+    clip: list[str] = []
+    source = PushSource(
+        width=600,
+        height=300,
+        on_key=lambda k, d: keys.append((k, d)),
+        on_pointer=lambda x, y, b: pointer.append((x, y, b)),
+        on_clipboard=clip.append,
+    )
+    frame = np.zeros((300, 600, 3), np.uint8)
+    frame[:, :, 1] = np.arange(600, dtype=np.uint16)[None, :] % 256
+    source.push(frame)
+    async with Server(ServerConfig(port=0, web_port=web, password="letmein"), source=source):
+        page = await open_page(browser, f"http://127.0.0.1:{web}/")
+        await page.wait_for_selector("#password-form:not([hidden])", timeout=15000)
+        await page.fill("#password", "letmein")
+        await page.click("#password-form button")
+        await wait_status(page, "Connected")
+        assert np.array_equal(await wait_canvas_equals(page, frame), frame)
+
+        # typing reaches the server as keysyms
+        canvas = page.locator("#screen canvas")
+        await canvas.click(position={"x": 10, "y": 10})
+        await page.keyboard.type("Hi!")
+        for _ in range(50):
+            if (ord("!"), False) in keys:
+                break
+            await asyncio.sleep(0.1)
+        downs = [k for k, d in keys if d]
+        assert [k for k in downs if k in (ord("H"), ord("i"), ord("!"))] == [ord("H"), ord("i"), ord("!")]
+
+        # a click lands where it was made: the page scales the desktop to the window, so aim at the middle
+        # of desktop pixel (123, 77) on the scaled canvas
+        box = await canvas.bounding_box()
+        assert box is not None
+        sx, sy = box["width"] / 600, box["height"] / 300
+        pointer.clear()
+        await page.mouse.click(box["x"] + 123.5 * sx, box["y"] + 77.5 * sy)
+        for _ in range(50):
+            if any(b == 1 for _x, _y, b in pointer) and pointer[-1][2] == 0:
+                break
+            await asyncio.sleep(0.1)
+        presses = [(x, y) for x, y, b in pointer if b == 1]
+        assert presses and presses[0] == (123, 77)
+
+        # noVNC's clipboard reaches the server
+        await page.click("#clipboard-toggle")
+        await page.fill("#clipboard", "from the browser")
+        await page.click("#clipboard-send")
+        for _ in range(50):
+            if clip:
+                break
+            await asyncio.sleep(0.1)
+        assert clip == ["from the browser"]
+
+
+async def test_wrong_password_shows_error(browser: Any) -> None:
+    web = free_port()
+    source = PushSource(width=64, height=64)
+    async with Server(ServerConfig(port=0, web_port=web, password="right"), source=source):
+        page = await open_page(browser, f"http://127.0.0.1:{web}/?password=wrong")
+        text = await wait_status(page, "Security failure", timeout=20000)
+        assert "Authentication failed" in text
+
+
+async def test_wss_with_self_signed_certificate(browser: Any, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    web = free_port()
+    source = DemoSource(320, 200, animate=False)
+    config = ServerConfig(port=0, web_port=web, cert=str(cert), key=str(key))
+    async with Server(config, source=source) as server:
+        page = await open_page(browser, f"https://127.0.0.1:{web}/", ignore_https_errors=True)
+        await wait_status(page, "Connected")
+        assert server.hub is not None
+        expected = rgb_of(server.hub.frame)
+        assert np.array_equal(await wait_canvas_equals(page, expected), expected)
+        assert await page.evaluate("location.protocol") == "https:"
+
+
+async def test_foreign_origin_refused_and_missing_novnc_message(tmp_path: Path) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    web = free_port()
+    source = PushSource(width=8, height=8)
+    async with Server(ServerConfig(port=0, web_port=web), source=source):
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{web}/websockify", origin="http://evil.example"):  # type: ignore[arg-type]
+                pass
+        assert info.value.response.status_code == 403
+        async with connect(f"ws://127.0.0.1:{web}/websockify", subprotocols=["binary"]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == "binary"
+            assert await ws.recv() == b"RFB 003.008\n"
