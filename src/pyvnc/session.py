@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .capture.base import FrameSource
 from .encoders.base import EncodeJob
-from .encoders.raw import RawEncoder
+from .encoders.select import EncoderSelector
 from .hub import FrameHub, Subscription
 from .protocol.connection import Phase, ProtocolSettings, RFBServerProtocol
 from .protocol.constants import Encoding, ExtendedDesktopSizeReason, ExtendedDesktopSizeStatus, SecurityType
@@ -28,6 +28,7 @@ from .protocol.messages import (
     CutText,
     CutTextDiscarded,
     DesktopSizeRequested,
+    EncodingsChanged,
     Event,
     KeyEvent,
     PixelFormatChanged,
@@ -91,7 +92,7 @@ class Session:
         self._client_size = (0, 0)
         self._client_name = ""
         self._pending_pseudo: list[bytes] = []
-        self._raw = RawEncoder()
+        self.encoders = EncoderSelector()
         self._closing_reason: str | None = None
 
     @property
@@ -165,6 +166,8 @@ class Session:
             self.sub = self.hub.subscribe()
             self._established.set()
             self._updater = asyncio.create_task(self._update_loop(), name=f"pyvnc-update-{self.peer}")
+        elif isinstance(event, EncodingsChanged):
+            self.encoders.configure(event.encodings)
         elif isinstance(event, UpdateRequested | PixelFormatChanged):
             if isinstance(event, UpdateRequested) and self.sub is not None:
                 self.sub.wants = True
@@ -278,10 +281,10 @@ class Session:
                 rects=tuple(to_send),
                 pixel_format=effective_format(proto.pixel_format),
             )
-            encoded = await loop.run_in_executor(self.executor, self._raw.encode, job)
+            encoding, encoded = await loop.run_in_executor(self.executor, self.encoders.encode, job)
             if proto.closed:
                 break
-            if generation != proto.pixel_format_generation:
+            if generation != proto.pixel_format_generation and self.encoders.discard(encoding):
                 # the client changed its pixel format mid-encode: the result is useless, send it all again
                 area_full = Region(area)
                 area_full.update(full)

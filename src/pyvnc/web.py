@@ -42,6 +42,14 @@ NOVNC_MISSING = (
 )
 
 
+NOVNC_VNC_HTML = (
+    "<!doctype html><meta charset=utf-8><title>pyvnc</title>"
+    "<p>noVNC's own <code>vnc.html</code> is not part of its npm package; use <a href='/'>pyvnc's page</a>, "
+    "or put a noVNC checkout's <code>vnc.html</code>, <code>app/</code> beside <code>core/</code> in "
+    "<code>web/node_modules/@novnc/novnc</code>.</p>"
+)
+
+
 class WebSocketStream:
     """A :class:`~pyvnc.streams.Stream` over one WebSocket connection (binary messages)."""
 
@@ -234,7 +242,10 @@ class WebListener:
     def _static(self, path: str) -> Response:
         path = unquote(path)
         target: Path | None
+        novnc_ok = (self.novnc_root / "core" / "rfb.js").is_file()
         if path in ("/", "/index.html"):
+            if not novnc_ok:
+                return _response(http.HTTPStatus.OK, NOVNC_MISSING.encode(), "text/html; charset=utf-8")
             target = self.web_root / "index.html"
         elif path == "/vnc.html":
             target = self.novnc_root / "vnc.html"
@@ -246,8 +257,8 @@ class WebListener:
         else:
             target = _inside(self.web_root / "static", path.lstrip("/"))
         if target is None or not target.is_file():
-            if path in ("/", "/index.html", "/vnc.html") and not (self.novnc_root / "core" / "rfb.js").is_file():
-                return _response(http.HTTPStatus.OK, NOVNC_MISSING.encode(), "text/html; charset=utf-8")
+            if path == "/vnc.html":
+                return _response(http.HTTPStatus.NOT_FOUND, NOVNC_VNC_HTML.encode(), "text/html; charset=utf-8")
             return _text(http.HTTPStatus.NOT_FOUND, "not found\n")
         try:
             body = target.read_bytes()

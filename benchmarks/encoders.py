@@ -1,0 +1,110 @@
+"""Encoder benchmark: time, throughput and compression of every encoding on the screen-content corpus.
+
+    .venv/bin/python benchmarks/encoders.py [--runs N] [--only NAME[,NAME]] [--images a,b] [--native]
+
+For each encoding × corpus image it prints the median time to encode a full 1920×1080 frame and a 614×338
+region (the client pixel format is noVNC's, 32 bpp RGBX little-endian; ``--native`` adds the server's own
+BGRX format), megapixels a second, encoded bytes and the compression ratio against Raw.
+
+Encodings are rows of :data:`ENCODERS`, (name, factory) pairs: add a row to benchmark a new encoder.
+A fresh encoder is made for every run, so zlib-based encoders start each run with a new stream, as the
+first update of a session does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from pyvnc.encoders.base import EncodeJob, Encoder
+from pyvnc.encoders.hextile import HextileEncoder
+from pyvnc.encoders.raw import RawEncoder
+from pyvnc.encoders.rre import RREEncoder
+from pyvnc.encoders.zlibenc import ZlibEncoder
+from pyvnc.encoders.zrle import ZRLEEncoder
+from pyvnc.protocol.pixelformat import NATIVE, PixelFormat
+from pyvnc.region import Rect
+
+CORPUS = Path("/work/shared/corpus")
+IMAGES = ("desktop", "terminal", "webpage", "photo", "noise")
+
+#: noVNC's pixel format: 32 bpp true colour, little-endian, red shift 0, green 8, blue 16
+NOVNC_PF = PixelFormat(32, 24, False, True, 255, 255, 255, 0, 8, 16)
+
+#: (name, factory, job options): one row per encoding; other encoders (Tight, JPEG, ...) append rows here
+ENCODERS: list[tuple[str, Callable[[], Encoder], dict[str, int]]] = [
+    ("raw", RawEncoder, {}),
+    ("rre", RREEncoder, {}),
+    ("hextile", HextileEncoder, {}),
+    ("zlib", ZlibEncoder, {}),
+    ("zrle", ZRLEEncoder, {}),
+]
+
+#: the region benchmarked besides the full frame: 614×338 at an offset that is not tile-aligned
+REGION = Rect(403, 211, 614, 338)
+
+
+def load_frame(name: str) -> NDArray[np.uint8]:
+    """A corpus PNG as an (H, W, 4) BGRX frame."""
+    rgb = np.asarray(Image.open(CORPUS / f"{name}.png").convert("RGB"))
+    frame = np.zeros((*rgb.shape[:2], 4), dtype=np.uint8)
+    frame[:, :, 0] = rgb[:, :, 2]
+    frame[:, :, 1] = rgb[:, :, 1]
+    frame[:, :, 2] = rgb[:, :, 0]
+    return frame
+
+
+def measure(factory: Callable[[], Encoder], job: EncodeJob, runs: int) -> tuple[float, int]:
+    """Median seconds of ``runs`` encodes (after one warm-up) and the encoded size in bytes."""
+    size = sum(len(r) for r in factory().encode(job))
+    times = []
+    for _ in range(runs):
+        enc = factory()
+        t0 = time.perf_counter()
+        enc.encode(job)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", help="comma-separated encoder names")
+    parser.add_argument("--images", help="comma-separated corpus images")
+    parser.add_argument("--native", action="store_true", help="also measure the server's BGRX format")
+    args = parser.parse_args(argv)
+
+    rows = [r for r in ENCODERS if not args.only or r[0] in args.only.split(",")]
+    images = args.images.split(",") if args.images else list(IMAGES)
+    formats = [("novnc", NOVNC_PF)] + ([("native", NATIVE)] if args.native else [])
+
+    head = f"{'encoding':<10} {'image':<9} {'format':<7} {'area':<8} {'ms':>8} {'Mpx/s':>8} {'bytes':>10} {'ratio':>7}"
+    print(head)
+    print("-" * len(head))
+    for name in images:
+        frame = load_frame(name)
+        h, w = frame.shape[:2]
+        for fmt_name, pf in formats:
+            for area_name, rect in (("frame", Rect(0, 0, w, h)), ("region", REGION)):
+                raw_size = rect.area * pf.bits_per_pixel // 8
+                for enc_name, factory, opts in rows:
+                    job = EncodeJob(frame, (rect,), pf, **opts)
+                    secs, size = measure(factory, job, args.runs)
+                    print(
+                        f"{enc_name:<10} {name:<9} {fmt_name:<7} {area_name:<8} {secs * 1000:8.1f} "
+                        f"{rect.area / secs / 1e6:8.1f} {size:10d} {raw_size / size:7.2f}",
+                        flush=True,
+                    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

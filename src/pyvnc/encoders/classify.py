@@ -1,0 +1,292 @@
+"""Vectorised helpers shared by the palette and subrectangle encoders (RRE, Hextile, ZRLE).
+
+Everything here works on pixel *values* in the client's pixel format (so colours the client cannot tell
+apart count as one), over whole batches of tiles at once: a rectangle is cut into an (N, size, size) stack
+of tiles, partial edge tiles padded with a *sentinel* value no real pixel can have, and the per-tile
+statistics (background colour, colour count, palette) and the subrectangles of every tile come out of a
+handful of numpy calls, with no Python loop over pixels or tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..protocol.pixelformat import PixelFormat, converter_for
+from ..region import Rect
+from .base import EncodeJob
+
+#: pixel values of any width (uint8 / uint16 / uint32, or uint64 once widened for a sentinel)
+Values = NDArray[np.unsignedinteger]
+Index = NDArray[np.intp]
+U8 = NDArray[np.uint8]
+Bools = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """How a client pixel format looks on the wire, derived once per pixel format."""
+
+    #: bytes per PIXEL
+    bpp: int
+    #: numpy dtype that serialises a pixel value with the client's byte order
+    wire_dtype: np.dtype[np.unsignedinteger]
+    #: bits a real pixel value can have set (red, green and blue fields)
+    used_mask: int
+    #: byte slice of a wire PIXEL that forms a ZRLE CPIXEL (rfbproto 7.7.6)
+    cpixel: slice
+
+    @property
+    def cpixel_size(self) -> int:
+        """bytesPerCPixel (rfbproto 7.7.6)."""
+        return len(range(*self.cpixel.indices(self.bpp)))
+
+    def pixel_bytes(self, values: Values) -> U8:
+        """Wire bytes of pixel values: shape ``values.shape + (bpp,)``."""
+        wire = np.ascontiguousarray(values, dtype=self.wire_dtype)
+        return wire.view(np.uint8).reshape(*values.shape, self.bpp)
+
+    def cpixel_bytes(self, values: Values) -> U8:
+        """ZRLE CPIXEL bytes of pixel values: shape ``values.shape + (cpixel_size,)``."""
+        return self.pixel_bytes(values)[..., self.cpixel]
+
+
+@lru_cache(maxsize=64)
+def layout_for(pf: PixelFormat) -> PixelLayout:
+    """The :class:`PixelLayout` of a (true-colour) pixel format."""
+    bpp = pf.bits_per_pixel // 8
+    order = ">" if (pf.big_endian and bpp > 1) else "<"
+    wire_dtype: np.dtype[np.unsignedinteger] = np.dtype(f"{order}u{bpp}")
+    used = ((pf.red_max << pf.red_shift) | (pf.green_max << pf.green_shift) | (pf.blue_max << pf.blue_shift)) & (
+        (1 << (8 * bpp)) - 1
+    )
+    cpixel = slice(0, bpp)
+    # rfbproto 7.7.6 (ZRLE): a CPIXEL is 3 bytes for 32 bpp true colour of depth <= 24 whose colour bits
+    # all lie in the least (preferred, by convention) or the most significant 3 bytes of the pixel.
+    if pf.true_colour and bpp == 4 and pf.depth <= 24:
+        if used < (1 << 24):
+            # the least significant bytes come first on a little-endian wire, last on a big-endian one
+            cpixel = slice(1, 4) if order == ">" else slice(0, 3)
+        elif used & 0xFF == 0:
+            cpixel = slice(0, 3) if order == ">" else slice(1, 4)
+    return PixelLayout(bpp=bpp, wire_dtype=wire_dtype, used_mask=used, cpixel=cpixel)
+
+
+def client_values(job: EncodeJob, rect: Rect) -> Values:
+    """The pixel values of ``rect`` in the client's format, shape (h, w)."""
+    pixels = job.frame[rect.y : rect.bottom, rect.x : rect.right]
+    values: Values = converter_for(job.pixel_format).convert_array(pixels)
+    used = layout_for(job.pixel_format).used_mask
+    if used != (1 << (8 * values.dtype.itemsize)) - 1:
+        # bits outside the colour fields (the X byte of BGRX frames) must not split colours
+        values &= values.dtype.type(used)
+    return values
+
+
+def with_sentinel(values: Values, layout: PixelLayout) -> tuple[Values, int]:
+    """``values`` (widened if need be) and a value no real pixel has, to pad partial tiles with."""
+    bits = values.dtype.itemsize * 8
+    full = (1 << bits) - 1
+    free = full & ~layout.used_mask
+    if free:
+        # a bit outside the red, green and blue fields: never set in a real pixel value
+        return values, free & -free
+    wider = {8: np.uint16, 16: np.uint32, 32: np.uint64}[bits]
+    return values.astype(wider), 1 << bits
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """A rectangle cut into ``size``×``size`` tiles, left to right then top to bottom.
+
+    ``tiles`` is (N, size, size); pixels of partial edge tiles outside the rectangle hold ``sentinel`` and
+    are False in ``valid`` (``valid`` is None when every tile is whole).
+    """
+
+    tiles: Values
+    valid: Bools | None
+    sentinel: int
+    size: int
+    ntx: int
+    nty: int
+    #: width and height of every tile, shape (N,)
+    tw: Index
+    th: Index
+
+    @property
+    def n(self) -> int:
+        return int(self.tiles.shape[0])
+
+    def origin(self, i: int) -> tuple[int, int]:
+        """Top-left corner of tile ``i``, relative to the rectangle."""
+        return (i % self.ntx) * self.size, (i // self.ntx) * self.size
+
+
+def split_tiles(values: Values, size: int, layout: PixelLayout) -> TileGrid:
+    """Cut (h, w) pixel values into a :class:`TileGrid` of ``size``×``size`` tiles."""
+    h, w = values.shape
+    ntx = -(-w // size)
+    nty = -(-h // size)
+    valid: Bools | None = None
+    sentinel = 0
+    if h % size or w % size:
+        values, sentinel = with_sentinel(values, layout)
+        padded = np.full((nty * size, ntx * size), sentinel, dtype=values.dtype)
+        padded[:h, :w] = values
+        mask = np.zeros((nty * size, ntx * size), dtype=np.bool_)
+        mask[:h, :w] = True
+        valid = np.ascontiguousarray(mask.reshape(nty, size, ntx, size).transpose(0, 2, 1, 3).reshape(-1, size, size))
+        values = padded
+    tiles = np.ascontiguousarray(values.reshape(nty, size, ntx, size).transpose(0, 2, 1, 3).reshape(-1, size, size))
+    col_w = np.minimum(size, w - np.arange(ntx) * size)
+    row_h = np.minimum(size, h - np.arange(nty) * size)
+    tw = np.tile(col_w, nty).astype(np.intp)
+    th = np.repeat(row_h, ntx).astype(np.intp)
+    return TileGrid(tiles, valid, sentinel, size, ntx, nty, tw, th)
+
+
+@dataclass(frozen=True)
+class TileColours:
+    """Colour statistics of every tile of a batch."""
+
+    #: the most common colour of each tile, (N,)
+    bg: Values
+    #: number of distinct colours of each tile, (N,)
+    ncolours: Index
+    #: every tile's distinct colours in ascending order, tile after tile (no sentinel)
+    palette: Values
+    #: tile ``i``'s colours are ``palette[start[i]:start[i + 1]]``; (N + 1,)
+    start: Index
+
+
+def tile_colours(flat: Values, sentinel: int | None) -> TileColours:
+    """Background (most common colour), colour count and sorted palette of each row of ``flat`` (N, P).
+
+    Pixels equal to ``sentinel`` (padding) are ignored; pass None when there is no padding.
+    """
+    n, p = flat.shape
+    s = np.sort(flat, axis=1)
+    new = np.empty(s.shape, dtype=np.bool_)
+    new[:, 0] = True
+    np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:])
+    sidx = np.flatnonzero(new)
+    lengths = np.diff(sidx, append=s.size)
+    colours = s.reshape(-1)[sidx]
+    tile = sidx // p
+    if sentinel is not None:
+        keep = colours != sentinel
+        sidx, lengths, colours, tile = sidx[keep], lengths[keep], colours[keep], tile[keep]
+    counts = np.bincount(tile, minlength=n)
+    start = np.zeros(n + 1, dtype=np.intp)
+    np.cumsum(counts, out=start[1:])
+    # every tile has at least one real pixel, so every group is non-empty
+    longest = np.maximum.reduceat(lengths, start[:-1])
+    is_longest = lengths == longest[tile]
+    cand = np.flatnonzero(is_longest)
+    first = np.ones(cand.size, dtype=np.bool_)
+    np.not_equal(tile[cand[1:]], tile[cand[:-1]], out=first[1:])
+    bg = colours[cand[first]]
+    return TileColours(bg=bg, ncolours=counts.astype(np.intp), palette=colours, start=start)
+
+
+@dataclass(frozen=True)
+class Subrects:
+    """Single-colour subrectangles covering every non-background pixel of a batch of tiles.
+
+    Grouped by tile, in ascending tile order. Coordinates are relative to the tile.
+    """
+
+    tile: Index
+    x: Index
+    y: Index
+    w: Index
+    h: Index
+    colour: Values
+
+    def __len__(self) -> int:
+        return int(self.tile.size)
+
+
+def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subrects:
+    """Cover the non-background pixels of each tile of ``tiles`` (N, H, W) with single-colour rectangles.
+
+    Horizontal runs of one colour are found on every row at once; a run with the same columns and colour
+    as the run right above it extends that run's rectangle downwards ("rise and run", rfbproto 7.7.3).
+    ``valid`` masks out padding. No sorting: rectangle heights come from run lengths down the columns.
+    """
+    n, hgt, wid = tiles.shape
+    fg = tiles != bg.reshape(n, 1, 1)
+    if valid is not None:
+        fg &= valid
+    # a run starts where the colour differs from its left neighbour and ends where it differs from its right
+    change = tiles[:, :, 1:] != tiles[:, :, :-1]
+    start = fg.copy()
+    start[:, :, 1:] &= change
+    end = fg
+    end[:, :, :-1] &= change
+    s = np.flatnonzero(start)
+    e = np.flatnonzero(end)
+    # the end column of every run, stored at its start pixel
+    endx = np.zeros(tiles.shape, dtype=np.int32)
+    endx.reshape(-1)[s] = e % wid
+    # a run continues the one right above it when both start and end columns and the colour agree
+    cont = np.zeros(tiles.shape, dtype=np.bool_)
+    np.logical_and(start[:, 1:, :], start[:, :-1, :], out=cont[:, 1:, :])
+    cont[:, 1:, :] &= endx[:, 1:, :] == endx[:, :-1, :]
+    cont[:, 1:, :] &= tiles[:, 1:, :] == tiles[:, :-1, :]
+    # heights: down each column, a rectangle's first run is followed by a stretch of continuing runs
+    # (row 0 never continues, so a stretch never crosses from one column into the next)
+    col = np.ascontiguousarray(cont.transpose(0, 2, 1)).reshape(-1).view(np.int8)
+    edges = np.diff(col, prepend=np.int8(0), append=np.int8(0))
+    rs = np.flatnonzero(edges == 1)
+    re = np.flatnonzero(edges == -1)
+    height = np.ones(col.size, dtype=np.intp)
+    height[rs - 1] += re - rs
+    heads = np.flatnonzero(start & ~cont)
+    tile, rem = np.divmod(heads, hgt * wid)
+    y, x = np.divmod(rem, wid)
+    return Subrects(
+        tile=tile,
+        x=x,
+        y=y,
+        w=endx.reshape(-1)[heads].astype(np.intp) - x + 1,
+        h=height[tile * (hgt * wid) + x * hgt + y],
+        colour=tiles.reshape(-1)[heads],
+    )
+
+
+def chain_lower_bound(tiles: Values) -> Index:
+    """A lower bound of the single-colour rectangles (background included) each tile of (N, H, W) needs.
+
+    Counts horizontal runs minus runs whose first pixel has the same colour as the pixel above it, which
+    also starts a run: cheap elementwise passes that tell busy tiles (photos, noise) from flat ones.
+    """
+    n = tiles.shape[0]
+    run_start = np.ones(tiles.shape, dtype=np.bool_)
+    np.not_equal(tiles[:, :, 1:], tiles[:, :, :-1], out=run_start[:, :, 1:])
+    cont = run_start[:, 1:, :] & run_start[:, :-1, :]
+    cont &= tiles[:, 1:, :] == tiles[:, :-1, :]
+    runs = np.count_nonzero(run_start.reshape(n, -1), axis=1)
+    result: Index = runs - np.count_nonzero(cont.reshape(n, -1), axis=1)
+    return result
+
+
+def group_rank(groups: Index) -> Index:
+    """For a sorted array of group ids: each element's position within its group."""
+    if groups.size == 0:
+        return groups
+    heads = np.ones(groups.size, dtype=np.bool_)
+    np.not_equal(groups[1:], groups[:-1], out=heads[1:])
+    head_idx = np.flatnonzero(heads)
+    counts = np.diff(head_idx, append=groups.size)
+    return np.arange(groups.size, dtype=np.intp) - np.repeat(head_idx, counts)
+
+
+def scatter_bytes(out: U8, pos: Index, data: U8) -> None:
+    """Write ``data[i]`` (k bytes each, shape (n, k)) at ``out[pos[i]:pos[i] + k]``."""
+    # one 1-D scatter per byte column: much faster than a 2-D fancy index
+    for j in range(data.shape[1] if pos.size else 0):
+        out[pos + j] = data[:, j]

@@ -1,0 +1,219 @@
+"""Hextile encoding (rfbproto 7.7.4): 16×16 tiles, each raw or a background plus subrectangles.
+
+The whole rectangle is analysed at once (:mod:`.classify`): every tile's background (its most common
+colour), colour count and subrectangles come from batched numpy calls. Per tile the encoder picks the
+smallest of
+
+- solid background (subencoding 0 or BackgroundSpecified),
+- background + subrectangles of one foreground colour (AnySubrects, ForegroundSpecified when needed),
+- background + coloured subrectangles (AnySubrects | SubrectsColoured),
+- Raw,
+
+and carries the background and foreground over from the previous tile where rfbproto 7.7.4 allows it
+(never after a Raw tile; the foreground never after a SubrectsColoured tile). The output is assembled in
+one numpy buffer; if the result is not smaller than Raw, a Raw rectangle is sent instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..protocol.constants import Encoding
+from ..protocol.messages import rect_header
+from ..region import Rect
+from .base import EncodeJob, Encoder
+from .classify import (
+    Index,
+    PixelLayout,
+    Values,
+    chain_lower_bound,
+    client_values,
+    find_subrects,
+    group_rank,
+    layout_for,
+    scatter_bytes,
+    split_tiles,
+    tile_colours,
+)
+
+TILE = 16
+
+# subencoding mask bits (rfbproto 7.7.4)
+RAW = 1
+BACKGROUND_SPECIFIED = 2
+FOREGROUND_SPECIFIED = 4
+ANY_SUBRECTS = 8
+SUBRECTS_COLOURED = 16
+
+
+def raw_rect(rect: Rect, values: Values, layout: PixelLayout) -> bytes:
+    """A Raw rectangle (rfbproto 7.7.1) from pixel values: the fallback when an encoding would be bigger."""
+    return rect_header(*rect, Encoding.RAW) + layout.pixel_bytes(values).tobytes()
+
+
+class HextileEncoder(Encoder):
+    """Hextile (encoding 5). Stateless: one instance may serve any number of sessions."""
+
+    encoding = Encoding.HEXTILE
+
+    def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        layout = layout_for(job.pixel_format)
+        values = client_values(job, rect)
+        body = encode_hextile(values, layout)
+        if body is None or len(body) >= rect.area * layout.bpp:
+            return [raw_rect(rect, values, layout)]
+        return [rect_header(*rect, Encoding.HEXTILE) + body]
+
+
+def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
+    """The Hextile data of (h, w) pixel values, or None when every tile would be Raw."""
+    bpp = layout.bpp
+    grid = split_tiles(values, TILE, layout)
+    n = grid.n
+    t = grid.tiles
+    flat = t.reshape(n, TILE * TILE)
+    valid = grid.valid
+    npx = grid.tw * grid.th
+    raw_size = 1 + npx * bpp
+
+    # --- cheap classification of every tile (elementwise passes, no sorting) ----------------------------
+    # solid and two-colour tiles: compare with the tile's first pixel and its first different pixel
+    c0 = flat[:, 0]
+    is_c0 = flat == c0[:, None]
+    if valid is not None:
+        is_c0 |= ~valid.reshape(n, -1)
+    c1 = flat[np.arange(n), np.argmin(is_c0, axis=1)]
+    is_c1 = flat == c1[:, None]
+    two = (is_c0 | is_c1).all(axis=1)
+    n0 = np.count_nonzero(is_c0, axis=1)
+    n1 = np.count_nonzero(is_c1, axis=1)
+    if valid is not None:
+        n0 -= TILE * TILE - npx
+    solid = two & (c0 == c1)
+    # Busy tiles (photos, noise) go Raw without further analysis: a lower bound of the rectangles a tile
+    # needs is its horizontal runs minus those that continue the identical run right above; allowing two
+    # background rectangles a row, coloured subrectangles would not beat Raw.
+    chains = chain_lower_bound(t)
+    busy = ~two & ((chains - 2 * grid.th) * (bpp + 2) >= npx * bpp)
+
+    # --- background and colour count -------------------------------------------------------------------
+    bg = np.where(n0 >= n1, c0, c1)
+    ncol = np.where(solid, 1, np.where(two, 2, 3)).astype(np.intp)
+    multi = np.flatnonzero(~two & ~busy)
+    if multi.size:
+        stats = tile_colours(flat[multi], grid.sentinel if valid is not None else None)
+        bg[multi] = stats.bg
+        ncol[multi] = stats.ncolours
+    is_raw = busy.copy()
+
+    # Lower bounds of the subrectangle encodings (at least one subrect per non-background colour), so
+    # tiles that will be Raw anyway skip the subrectangle search.
+    mono = ncol == 2
+    lower = np.where(mono, 2 + 2 * bpp + 2, 2 + bpp + (ncol - 1) * (bpp + 2))
+    is_raw |= (ncol > 1) & (lower >= raw_size)
+    cand = np.flatnonzero((ncol > 1) & ~is_raw)
+    if is_raw.all():
+        return None
+
+    sub = find_subrects(t[cand], bg[cand], valid[cand] if valid is not None else None)
+    sub_tile = cand[sub.tile]
+    nsub = np.zeros(n, dtype=np.intp)
+    nsub[cand] = np.bincount(sub.tile, minlength=cand.size)
+    # worst case (background and foreground both specified) decides Raw against subrectangles
+    est = np.where(mono, 2 + 2 * bpp + 2 * nsub, 2 + bpp + nsub * (bpp + 2))
+    is_raw[cand] = est[cand] >= raw_size[cand]
+    if is_raw.all():
+        return None
+
+    nonraw = ~is_raw
+    solid = nonraw & (ncol == 1)
+    mono_t = nonraw & mono
+    coloured = nonraw & (ncol > 2)
+    has_sub = mono_t | coloured
+
+    # the foreground colour of two-colour tiles: the colour of any of its subrectangles
+    fg = np.zeros(n, dtype=grid.tiles.dtype)
+    fg[sub_tile] = sub.colour
+
+    # rfbproto 7.7.4: the background carries over from the previous tile unless that tile was Raw
+    prev_raw = np.ones(n, dtype=np.bool_)
+    prev_raw[1:] = is_raw[:-1]
+    bg_changed = np.ones(n, dtype=np.bool_)
+    bg_changed[1:] = bg[1:] != bg[:-1]
+    bg_spec = nonraw & (prev_raw | bg_changed)
+    # the foreground carries over from the last tile that set it (a two-colour tile), unless a Raw or
+    # SubrectsColoured tile came in between; solid tiles leave it as it was
+    sets_state = mono_t | is_raw | coloured
+    last = np.maximum.accumulate(np.where(sets_state, np.arange(n), -1))
+    prev = np.full(n, -1, dtype=np.intp)
+    prev[1:] = last[:-1]
+    prev_c = np.maximum(prev, 0)
+    fg_known = (prev >= 0) & mono_t[prev_c] & (fg[prev_c] == fg)
+    fg_spec = mono_t & ~fg_known
+
+    rec = np.where(coloured, bpp + 2, 2)
+    size = np.where(is_raw, raw_size, 1 + bg_spec * bpp + fg_spec * bpp + has_sub + nsub * rec * has_sub).astype(
+        np.intp
+    )
+
+    # --- the non-Raw tiles, assembled in one buffer -------------------------------------------------------
+    nr_size = np.where(is_raw, 0, size)
+    nr_off = np.zeros(n + 1, dtype=np.intp)
+    np.cumsum(nr_size, out=nr_off[1:])
+    out = np.empty(int(nr_off[-1]), dtype=np.uint8)
+    off = nr_off[:-1]
+    idx = np.flatnonzero(nonraw)
+    mask = (
+        bg_spec * BACKGROUND_SPECIFIED
+        + fg_spec * FOREGROUND_SPECIFIED
+        + has_sub * ANY_SUBRECTS
+        + coloured * SUBRECTS_COLOURED
+    )
+    out[off[idx]] = mask[idx]
+    pos = off + 1
+    i = np.flatnonzero(bg_spec)
+    scatter_bytes(out, pos[i], layout.pixel_bytes(bg[i]))
+    pos = pos + bg_spec * bpp
+    i = np.flatnonzero(fg_spec)
+    scatter_bytes(out, pos[i], layout.pixel_bytes(fg[i]))
+    pos = pos + fg_spec * bpp
+    i = np.flatnonzero(has_sub)
+    out[pos[i]] = nsub[i]
+    pos = pos + has_sub
+
+    keep = nonraw[sub_tile]
+    st: Index = sub_tile[keep]
+    base = pos[st] + group_rank(st) * rec[st]
+    col = coloured[st]
+    ci = np.flatnonzero(col)
+    scatter_bytes(out, base[ci], layout.pixel_bytes(sub.colour[keep][ci]))
+    base = base + col * bpp
+    out[base] = (sub.x[keep] << 4) | sub.y[keep]
+    out[base + 1] = ((sub.w[keep] - 1) << 4) | (sub.h[keep] - 1)
+
+    # --- splice in the Raw tiles ----------------------------------------------------------------------------
+    raw_idx = np.flatnonzero(is_raw)
+    if raw_idx.size == 0:
+        return out.tobytes()
+    # full tiles are contiguous in the tile-major array: slice their bytes straight out of it
+    tile_bytes = TILE * TILE * bpp
+    mv_all = layout.pixel_bytes(t).reshape(-1).data
+    partial = (grid.tw != TILE) | (grid.th != TILE)
+    nonraw_bytes = out.tobytes()
+    mv_nr = memoryview(nonraw_bytes)
+    cuts = nr_off[raw_idx].tolist()
+    chunks: list[bytes | memoryview] = []
+    prev_cut = 0
+    raw_marker = bytes([RAW])
+    for ti, cut in zip(raw_idx.tolist(), cuts, strict=True):
+        if cut > prev_cut:
+            chunks.append(mv_nr[prev_cut:cut])
+            prev_cut = cut
+        chunks.append(raw_marker)
+        if partial[ti]:
+            chunks.append(layout.pixel_bytes(t[ti, : grid.th[ti], : grid.tw[ti]]).tobytes())
+        else:
+            chunks.append(mv_all[ti * tile_bytes : (ti + 1) * tile_bytes])
+    if prev_cut < len(nonraw_bytes):
+        chunks.append(mv_nr[prev_cut:])
+    return b"".join(chunks)

@@ -1,0 +1,570 @@
+"""Tight encoding (rfbproto "Tight Encoding", encoding 7).
+
+A rectangle is cut into subrectangles no wider than 2048 pixels (the spec's limit) and of at most 65,536
+pixels (TigerVNC's and libvncserver's limit; it also keeps every compact length far below its 22-bit
+maximum). Each subrectangle is classified with vectorised numpy and sent as:
+
+- **FillCompression** when it has one colour (vertically adjacent solid strips of one colour merge into one
+  fill rectangle);
+- **BasicCompression + PaletteFilter** when it has few colours: 2 colours as a 1-bit bitmap (rows padded to
+  a byte), 3-256 colours as 8-bit indices;
+- **JpegCompression** when it has many colours, the client sent a JPEG quality level and its pixel format
+  has 3-byte TPIXELs (adjacent JPEG strips merge into bigger images);
+- otherwise **BasicCompression** with the **CopyFilter**, or the **GradientFilter** for photo-like content
+  (TPIXEL formats only, as noVNC and libvncserver assume 3-byte pixels there).
+
+Filtered data shorter than 12 bytes is sent as is; longer data goes through one of four persistent zlib
+streams (0: copy, 1: mono bitmaps, 2: indexed palettes, 3: gradient), preceded by its compact length. The
+streams live as long as the session's encoder, because the client's inflaters must stay in step with ours.
+
+:class:`TightPNGEncoder` (in :mod:`.tightpng`) shares everything here except BasicCompression, which it
+replaces with PNG images.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..capture.base import FrameArray
+from ..errors import EncoderError
+from ..protocol.constants import Encoding
+from ..protocol.messages import rect_header
+from ..protocol.pixelformat import PixelConverter, PixelFormat, converter_for
+from ..region import Rect
+from .base import EncodeJob, Encoder
+from .jpegutil import JpegSettings, compress_jpeg, is_tpixel_format, settings_for_level
+
+try:  # ISA-L's deflate: 5-10x faster than stdlib zlib at similar ratios, output readable by any inflater
+    from isal import isal_zlib as _isal_zlib  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - depends on the environment
+    _isal_zlib = None
+
+#: the faster deflater in use when installed (``isal.isal_zlib``), else None: stdlib zlib is the fallback
+FAST_DEFLATE: ModuleType | None = _isal_zlib
+
+__all__ = [
+    "FAST_DEFLATE",
+    "MAX_RECT_PIXELS",
+    "MAX_RECT_WIDTH",
+    "MIN_TO_COMPRESS",
+    "TightEncoder",
+    "compact_length",
+    "split_rect",
+]
+
+# --- wire constants (rfbproto "Tight Encoding") ---------------------------------------------------------
+
+#: the widest rectangle Tight may carry
+MAX_RECT_WIDTH = 2048
+#: the largest subrectangle we send with BasicCompression (as TigerVNC and libvncserver do)
+MAX_RECT_PIXELS = 65536
+#: filtered data shorter than this is sent uncompressed, without a length
+MIN_TO_COMPRESS = 12
+#: the largest value a compact length can hold (22 bits)
+MAX_COMPACT_LENGTH = 4194303
+#: adjacent JPEG strips merge up to this many pixels (a q100 4:4:4 image of noise stays under 4 MiB)
+MAX_JPEG_PIXELS = 1 << 19
+
+CTL_FILL = 0x80  # compression-control 1000xxxx: FillCompression
+CTL_JPEG = 0x90  # 1001xxxx: JpegCompression
+CTL_PNG = 0xA0  # 1010xxxx: TightPNG's PngCompression
+CTL_READ_FILTER = 0x40  # BasicCompression bit 6: a filter-id byte follows
+
+FILTER_COPY = 0
+FILTER_PALETTE = 1
+FILTER_GRADIENT = 2
+
+STREAM_COPY = 0  # CopyFilter data
+STREAM_PALETTE = 1  # PaletteFilter data: bitmaps and indices
+STREAM_STORED = 2  # incompressible CopyFilter data, deflated at level 0 (stored blocks)
+STREAM_GRADIENT = 3  # GradientFilter data
+
+#: the compress level used when the client sent none (TigerVNC's and noVNC's default)
+DEFAULT_COMPRESS_LEVEL = 2
+
+#: client compress level 0-9 → (stdlib zlib level for palette data, for full-colour data). Full-colour data
+#: gains almost nothing from higher levels on screen content but costs several times the CPU.
+_ZLIB_LEVELS: tuple[tuple[int, int], ...] = (
+    (1, 1),
+    (1, 1),
+    (3, 1),
+    (4, 1),
+    (5, 1),
+    (6, 2),
+    (6, 3),
+    (7, 4),
+    (8, 5),
+    (9, 6),
+)
+#: the same for ISA-L (levels 0-3; its level 0 can expand photographs, its level 3 is 10x slower than 2)
+_ISAL_LEVELS: tuple[tuple[int, int], ...] = ((1, 1),) * 2 + ((2, 1),) * 3 + ((2, 2),) * 4 + ((3, 2),)
+
+# --- classification thresholds ----------------------------------------------------------------------------
+
+#: most palette colours without JPEG, and with JPEG (beyond it a strip goes to JPEG, as in TigerVNC)
+MAX_PALETTE = 256
+MAX_PALETTE_WITH_JPEG = 96
+#: a strip with up to 256 colours still uses a palette under JPEG when its average run of equal pixels is at
+#: least this long (text and UI: lossless palettes compress as well as JPEG there)
+PALETTE_RUN_WITH_JPEG = 6
+#: the colour-count pre-check looks at about this many pixels of a strip
+_SAMPLE = 1024
+#: a strip's solid left or right margin at least this wide (and the strip this big) is sent as a fill
+MIN_SOLID_MARGIN = 64
+MIN_SOLID_AREA = 4096
+#: under JPEG, a many-colour strip goes to JPEG when at least this fraction of its pixels differ from their
+#: right-hand neighbour (photo-like); text and UI strips with longer runs stay lossless
+JPEG_MIN_CHANGE = 0.3
+#: a full-colour strip's data is sent stored (deflate level 0, stream 2) when a trial compression of a sample
+#: saves less than this fraction: noise-like content costs the deflater most and gains nothing
+_STORE_BELOW_RATIO = 1.08
+#: the trial sample: this many rows of at most this many pixels
+_TRIAL_ROWS = 2
+_TRIAL_WIDTH = 512
+
+
+def compact_length(n: int) -> bytes:
+    """A length in Tight's compact representation: 1-3 bytes, 7 bits per byte, low bits first."""
+    if n < 0 or n > MAX_COMPACT_LENGTH:
+        raise EncoderError(f"Tight data of {n} bytes does not fit a compact length")
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
+
+
+def split_rect(rect: Rect, max_width: int = MAX_RECT_WIDTH, max_pixels: int = MAX_RECT_PIXELS) -> list[Rect]:
+    """Cut ``rect`` into column chunks of at most ``max_width`` and strips of at most ``max_pixels`` pixels.
+
+    Strip heights are multiples of 16 when possible, so JPEG strips meet on MCU boundaries. The result is in
+    column-major order: each column chunk top to bottom.
+    """
+    out: list[Rect] = []
+    for x0 in range(rect.x, rect.right, max_width):
+        w = min(max_width, rect.right - x0)
+        rows = max(1, max_pixels // w)
+        if rows >= 16:
+            rows -= rows % 16
+        for y0 in range(rect.y, rect.bottom, rows):
+            out.append(Rect(x0, y0, w, min(rows, rect.bottom - y0)))
+    return out
+
+
+class _ZStreams:
+    """The four deflate streams of one session, and which ones the client must reset.
+
+    A stream's deflate level is fixed when it is created (Python's deflate objects cannot change level, and
+    restarting a stream to change it would need a reset, see below): a later change of the client's
+    compress level affects the choice of filters, PNG levels and new streams, not running streams.
+
+    Resets are avoided because noVNC 1.7's inflater (its vendored pako) loses its window on a reset: after
+    one, any back-reference into an earlier rectangle fails. So after :meth:`reset` every stream ends each
+    rectangle with Z_FULL_FLUSH (no references across rectangles) instead of Z_SYNC_FLUSH.
+    """
+
+    def __init__(self, backend: ModuleType | None = None) -> None:
+        self.backend: ModuleType = backend if backend is not None else (_isal_zlib or zlib)
+        self._objs: list[Any] = [None, None, None, None]
+        self._flush = [zlib.Z_SYNC_FLUSH] * 4
+        self._pending_reset = 0
+
+    def compress(self, stream: int, data: bytes, level: int) -> bytes:
+        """Deflate ``data`` on ``stream`` and flush it to a byte boundary so that the client inflates
+        exactly this rectangle's bytes. ``level`` applies when the stream is created; level 0 (stored
+        blocks) always uses stdlib zlib, as ISA-L's level 0 is a real, weak compression.
+        """
+        obj = self._objs[stream]
+        if obj is None:
+            obj = self._objs[stream] = (zlib if level == 0 else self.backend).compressobj(level)
+        out: bytes = obj.compress(data) + obj.flush(self._flush[stream])
+        return out
+
+    def take_reset_bits(self) -> int:
+        """The reset bits (0-3) the next compression-control byte must carry; clears them."""
+        bits, self._pending_reset = self._pending_reset, 0
+        return bits
+
+    def reset(self) -> None:
+        """Forget every stream; the next rectangle tells the client to reset all four."""
+        self._objs = [None, None, None, None]
+        self._flush = [zlib.Z_FULL_FLUSH] * 4
+        self._pending_reset = 0x0F
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Per-job settings, worked out once per :class:`EncodeJob`."""
+
+    pixel_format: PixelFormat
+    tpixel: bool
+    converter: PixelConverter | None  # None for TPIXEL formats: values come straight from the frame
+    jpeg: JpegSettings | None  # None: JpegCompression not allowed
+    compress: int
+    palette_level: int
+    full_level: int
+
+
+# --- classification ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Solid:
+    colour: NDArray[Any]  # (1,) the pixel value, in the values' dtype
+
+
+@dataclass
+class _Palette:
+    colours: NDArray[Any]  # (n,) pixel values, sorted
+    indices: NDArray[np.uint8]  # (h, w) indices into colours
+
+
+@dataclass
+class _Full:
+    change: float  # estimated fraction of pixels that differ from their right-hand neighbour
+
+
+_Kind = _Solid | _Palette | _Full
+#: strips waiting to be merged into one rectangle: tag ("jpeg" or "solid:<value>"), their union, fill colour
+_Run = tuple[str, Rect, NDArray[Any] | None]
+
+
+def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kind:
+    """Solid, few colours (with the palette) or many colours, for one strip of pixel values.
+
+    Cost is kept low for photo-like strips by counting the colours of a sample first; only strips whose
+    sample has few colours get an exact count, done over runs of equal pixels (few on screen content).
+    ``run_palette``: also accept up to 256 colours when runs are long (see :data:`PALETTE_RUN_WITH_JPEG`).
+    """
+    h, w = values.shape
+    flat = values.reshape(-1)
+    n = flat.size
+    limit = MAX_PALETTE if run_palette else max_colours
+    # a small sample first: it already tells photo-like strips apart
+    step = max(1, n // (_SAMPLE // 4))
+    if np.unique(flat[::step]).size > limit:
+        return _Full(_change_fraction(flat, step))
+    step = max(1, n // _SAMPLE)
+    sample_colours = np.unique(flat[::step]).size
+    if sample_colours > limit:
+        return _Full(_change_fraction(flat, step))
+    if sample_colours == 1 and bool((flat == flat[0]).all()):
+        return _Solid(flat[:1].copy())
+    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    if starts.size == 0:
+        return _Solid(flat[:1].copy())
+    n_runs = starts.size + 1
+    if n_runs * 2 > n and n > _SAMPLE:  # mostly single pixels: a palette would not pay
+        return _Full(n_runs / n)
+    run_starts = np.empty(n_runs, dtype=np.intp)
+    run_starts[0] = 0
+    run_starts[1:] = starts
+    run_values = flat[run_starts]
+    colours = np.unique(run_values)
+    n_colours = colours.size
+    allowed = max_colours
+    if run_palette and n_runs * PALETTE_RUN_WITH_JPEG <= n:
+        allowed = MAX_PALETTE
+    if n_colours > min(allowed, max(2, n // 4)):
+        return _Full(n_runs / n)
+    lengths = np.diff(run_starts, append=n)
+    inverse = np.searchsorted(colours, run_values).astype(np.uint8)
+    indices = np.repeat(inverse, lengths).reshape(h, w)
+    return _Palette(colours, indices)
+
+
+def _solid_margins(values: NDArray[Any]) -> tuple[int, int]:
+    """Widths of the single-colour column runs at the left and right edges of a strip."""
+    first = values[0]
+    col0, col1 = values[:, 0], values[:, -1]
+    if not (bool((col0 == col0[0]).all()) or bool((col1 == col1[0]).all())):
+        return 0, 0  # neither edge column is one colour: no margin (cheap test first)
+    constant = (values == first).all(axis=0)  # columns of one colour
+    left_colour, right_colour = first[0], first[-1]
+    left_ok = constant & (first == left_colour)
+    right_ok = constant & (first == right_colour)
+    w = values.shape[1]
+    left = w if left_ok.all() else int(np.argmin(left_ok))
+    right = w if right_ok.all() else int(np.argmin(right_ok[::-1]))
+    return left, right
+
+
+def _change_fraction(flat: NDArray[Any], step: int) -> float:
+    """The fraction of sampled pixels that differ from their right-hand neighbour: near 1 for photographs
+    and noise, small for text and UI (long runs of equal pixels).
+    """
+    n = flat.size
+    if n < 2:
+        return 0.0
+    idx = np.arange(0, n - 1, step)
+    return float(np.count_nonzero(flat[idx] != flat[idx + 1])) / idx.size
+
+
+# --- pixel data ---------------------------------------------------------------------------------------------
+
+
+def _rgb_bytes_of_values(values: NDArray[Any]) -> bytes:
+    """TPIXELs (R, G, B bytes) of 0x00RRGGBB values."""
+    return values.astype(">u4").view(np.uint8).reshape(-1, 4)[:, 1:].tobytes()
+
+
+def _gradient(pixels: FrameArray) -> bytes:
+    """GradientFilter (rfbproto "Tight Encoding") of a BGRX region: per component, the difference between
+    the value and the prediction left + up - upper-left clamped to 0..255 (outside pixels count as 0),
+    modulo 256, as R, G, B bytes.
+    """
+    v = np.empty((*pixels.shape[:2], 3), dtype=np.int16)
+    for c in range(3):  # one plain copy per channel: much faster than a reversed-stride gather
+        v[..., c] = pixels[..., 2 - c]
+    p = np.zeros_like(v)
+    p[:, 1:] = v[:, :-1]
+    p[1:] += v[:-1]
+    p[1:, 1:] -= v[:-1, :-1]
+    np.clip(p, 0, 255, out=p)
+    np.subtract(v, p, out=v)
+    return v.astype(np.uint8).tobytes()
+
+
+class _TightBase(Encoder):
+    """What Tight and TightPNG share: splitting, classification, fill and JPEG, the zlib streams."""
+
+    def __init__(self, zlib_backend: ModuleType | None = None) -> None:
+        self._streams = _ZStreams(zlib_backend)
+
+    @classmethod
+    def supports(cls, pixel_format: PixelFormat) -> bool:
+        """Whether this encoding can serve a client of ``pixel_format``."""
+        return bool(pixel_format.true_colour)
+
+    def reset(self) -> None:
+        """Restart the zlib streams; the next rectangle tells the client to reset its inflaters too.
+
+        Call it when encoded output is thrown away instead of sent (e.g. the pixel format changed while the
+        encode ran): the streams advanced over data the client will never see. From then on every
+        rectangle is deflated on its own (Z_FULL_FLUSH; see :class:`_ZStreams`), a little less compact.
+        """
+        self._streams.reset()
+
+    # --- job level -----------------------------------------------------------------------------------------
+
+    def _context(self, job: EncodeJob) -> _Context:
+        pf = job.pixel_format
+        tpixel = is_tpixel_format(pf)
+        compress = DEFAULT_COMPRESS_LEVEL if job.compress is None else min(9, max(0, job.compress))
+        table = _ISAL_LEVELS if self._streams.backend is _isal_zlib else _ZLIB_LEVELS
+        palette_level, full_level = table[compress]
+        return _Context(
+            pixel_format=pf,
+            tpixel=tpixel,
+            converter=None if tpixel else converter_for(pf),
+            jpeg=settings_for_level(job.quality) if (job.quality is not None and tpixel) else None,
+            compress=compress,
+            palette_level=palette_level,
+            full_level=full_level,
+        )
+
+    def encode(self, job: EncodeJob) -> list[bytes]:
+        """Encode every rectangle of ``job`` (the per-job settings are worked out once)."""
+        ctx = self._context(job)
+        out: list[bytes] = []
+        for rect in job.rects:
+            out.extend(self._encode(ctx, job.frame, rect))
+        return out
+
+    def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        """Encode one rectangle: one or more Tight rectangles, each with its header."""
+        return list(self._encode(self._context(job), job.frame, rect))
+
+    # --- rectangle level -----------------------------------------------------------------------------------
+
+    def _values(self, ctx: _Context, pixels: FrameArray) -> NDArray[Any]:
+        """(h, w) pixel values to classify on: 0x00RRGGBB for TPIXEL formats, else the client's pixels."""
+        if ctx.tpixel:
+            return pixels.view("<u4")[..., 0] & np.uint32(0xFFFFFF)
+        assert ctx.converter is not None
+        return ctx.converter.convert_array(pixels)
+
+    def _encode(self, ctx: _Context, frame: FrameArray, rect: Rect) -> Iterator[bytes]:
+        if rect.is_empty():
+            return
+        pixels = frame[rect.y : rect.bottom, rect.x : rect.right]
+        values = self._values(ctx, pixels)
+        max_colours = MAX_PALETTE_WITH_JPEG if ctx.jpeg is not None else MAX_PALETTE
+        # strips waiting to be merged into one rectangle: (tag, their union, fill colour)
+        run: _Run | None = None
+        for sub, kind in self._pieces(rect, values, max_colours, ctx.jpeg is not None):
+            ox, oy = sub.x - rect.x, sub.y - rect.y
+            sub_values = values[oy : oy + sub.h, ox : ox + sub.w]
+            tag: str | None = None
+            if isinstance(kind, _Solid):
+                tag = f"solid:{int(kind.colour[0])}"
+            elif isinstance(kind, _Full) and ctx.jpeg is not None and kind.change >= JPEG_MIN_CHANGE:
+                tag = "jpeg"
+            if run is not None:
+                rtag, first, colour = run
+                merged = Rect(first.x, first.y, first.w, first.h + sub.h)
+                fits = rtag != "jpeg" or merged.area <= MAX_JPEG_PIXELS
+                if tag == rtag and sub.x == first.x and sub.y == first.bottom and fits:
+                    run = (rtag, merged, colour)
+                    continue
+                yield self._emit_run(ctx, frame, run)
+                run = None
+            if tag is not None:
+                run = (tag, sub, kind.colour if isinstance(kind, _Solid) else None)
+                continue
+            sub_pixels = pixels[oy : oy + sub.h, ox : ox + sub.w]
+            yield self._lossless(ctx, sub, sub_pixels, sub_values, kind)
+        if run is not None:
+            yield self._emit_run(ctx, frame, run)
+
+    @staticmethod
+    def _pieces(rect: Rect, values: NDArray[Any], max_colours: int, jpeg: bool) -> Iterator[tuple[Rect, _Kind]]:
+        """The classified subrectangles of ``rect``: its strips, with a solid margin on the left or right
+        of a strip (the empty part of text lines, page margins) carved off as a fill of its own.
+        """
+        for sub in split_rect(rect):
+            ox, oy = sub.x - rect.x, sub.y - rect.y
+            v = values[oy : oy + sub.h, ox : ox + sub.w]
+            left = right = 0
+            if sub.w >= 2 * MIN_SOLID_MARGIN and sub.w * sub.h >= MIN_SOLID_AREA:
+                left, right = _solid_margins(v)
+            if left == sub.w:  # solid strip
+                yield sub, _Solid(v[0, :1].copy())
+                continue
+            left = left if left >= MIN_SOLID_MARGIN else 0
+            right = right if right >= MIN_SOLID_MARGIN else 0
+            if not (left or right):
+                yield sub, _classify(v, max_colours, jpeg)
+                continue
+            if left:
+                yield Rect(sub.x, sub.y, left, sub.h), _Solid(v[0, :1].copy())
+            mid = Rect(sub.x + left, sub.y, sub.w - left - right, sub.h)
+            if mid.w > 0:
+                yield mid, _classify(v[:, left : sub.w - right], max_colours, jpeg)
+            if right:
+                yield Rect(sub.right - right, sub.y, right, sub.h), _Solid(v[0, -1:].copy())
+
+    def _emit_run(self, ctx: _Context, frame: FrameArray, run: _Run) -> bytes:
+        _, r, colour = run
+        if colour is None:
+            return self._jpeg_rect(ctx, r, frame[r.y : r.bottom, r.x : r.right])
+        return self._fill_rect(ctx, r, colour)
+
+    # --- compression methods -------------------------------------------------------------------------------
+
+    def _header(self, rect: Rect) -> bytes:
+        return rect_header(*rect, self.encoding)
+
+    def _tpixels(self, ctx: _Context, values: NDArray[Any]) -> bytes:
+        """Pixel values as TPIXELs: R, G, B for TPIXEL formats, else full client pixels."""
+        if ctx.tpixel:
+            return _rgb_bytes_of_values(values)
+        assert ctx.converter is not None
+        return ctx.converter.to_bytes(values.reshape(1, -1) if values.ndim == 1 else values)
+
+    def _fill_rect(self, ctx: _Context, rect: Rect, colour: NDArray[Any]) -> bytes:
+        """FillCompression: the control byte and one TPIXEL."""
+        ctl = CTL_FILL | self._streams.take_reset_bits()
+        return self._header(rect) + bytes((ctl,)) + self._tpixels(ctx, colour)
+
+    def _jpeg_rect(self, ctx: _Context, rect: Rect, pixels: FrameArray) -> bytes:
+        """JpegCompression: a compact length and a JFIF stream of the region."""
+        assert ctx.jpeg is not None
+        data = compress_jpeg(pixels, ctx.jpeg)
+        if len(data) > MAX_COMPACT_LENGTH and rect.h > 1:
+            # too big for a compact length (huge rectangles at quality 100): halve it
+            top = Rect(rect.x, rect.y, rect.w, rect.h // 2)
+            bottom = Rect(rect.x, top.bottom, rect.w, rect.h - top.h)
+            return self._jpeg_rect(ctx, top, pixels[: top.h]) + self._jpeg_rect(ctx, bottom, pixels[top.h :])
+        ctl = CTL_JPEG | self._streams.take_reset_bits()
+        return self._header(rect) + bytes((ctl,)) + compact_length(len(data)) + data
+
+    def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind) -> bytes:
+        """A subrectangle that is neither a fill nor JPEG."""
+        raise NotImplementedError
+
+
+class TightEncoder(_TightBase):
+    """Tight (encoding 7). Keep one per session: it holds the four zlib streams."""
+
+    encoding = Encoding.TIGHT
+
+    def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind) -> bytes:
+        """BasicCompression with the palette, gradient or copy filter."""
+        if isinstance(kind, _Solid):  # only when a caller bypasses merging; still a fill
+            return self._fill_rect(ctx, rect, kind.colour)
+        if isinstance(kind, _Palette):
+            n = kind.colours.size
+            head = bytes((FILTER_PALETTE, n - 1)) + self._tpixels(ctx, kind.colours)
+            # 2 colours: 1 bit per pixel, most significant bit leftmost, each row padded to a byte
+            data = np.packbits(kind.indices, axis=1).tobytes() if n == 2 else kind.indices.tobytes()
+            return self._basic(rect, STREAM_PALETTE, head, data, ctx.palette_level, True)
+        choice = _trial(ctx, pixels, values)
+        if choice == FILTER_GRADIENT:
+            data = _gradient(pixels)
+            return self._basic(rect, STREAM_GRADIENT, bytes((FILTER_GRADIENT,)), data, ctx.full_level, True)
+        data = self._tpixels(ctx, values) if not ctx.tpixel else _rgb_of_bgrx(pixels)
+        if choice == _STORED:
+            return self._basic(rect, STREAM_STORED, b"", data, 0, False)
+        return self._basic(rect, STREAM_COPY, b"", data, ctx.full_level, False)
+
+    def _basic(self, rect: Rect, stream: int, head: bytes, data: bytes, level: int, filtered: bool) -> bytes:
+        """BasicCompression: control byte, filter id and parameters (in ``head``), then the data — as is
+        when shorter than 12 bytes, else deflated on ``stream`` behind a compact length.
+        """
+        if len(data) >= MIN_TO_COMPRESS:
+            z = self._streams.compress(stream, data, level)
+            body = compact_length(len(z)) + z
+        else:
+            body = data
+        ctl = (stream << 4) | (CTL_READ_FILTER if filtered else 0) | self._streams.take_reset_bits()
+        return self._header(rect) + bytes((ctl,)) + head + body
+
+
+#: :func:`_trial`'s answer for incompressible data
+_STORED = -1
+
+
+def _trial(ctx: _Context, pixels: FrameArray, values: NDArray[Any]) -> int:
+    """How to send a full-colour strip: :data:`FILTER_GRADIENT`, :data:`FILTER_COPY` or :data:`_STORED`.
+
+    Decided by deflating (level 1, stdlib) a sample of a few rows both ways: the gradient filter halves
+    photographs but loses on text, and noise is cheapest sent stored.
+    """
+    h, w = values.shape
+    if h * w < 256:
+        return FILTER_COPY
+    x0 = max(0, (w - _TRIAL_WIDTH) // 2)
+    x1 = min(w, x0 + _TRIAL_WIDTH)
+    rows = np.linspace(1 if h > 1 else 0, h - 1, num=min(h, _TRIAL_ROWS)).astype(np.intp)
+    if ctx.tpixel:
+        copy = _rgb_of_bgrx(pixels[rows, x0:x1])
+    else:
+        copy = ctx.converter.to_bytes(values[rows, x0:x1]) if ctx.converter is not None else b""
+    copy_size = len(zlib.compress(copy, 1))
+    best, best_size = FILTER_COPY, copy_size
+    if ctx.tpixel and h > 1:
+        # gradient residuals of the sampled rows, with their upper neighbours as context
+        pairs = np.stack([pixels[r - 1 : r + 1, x0:x1] for r in rows])
+        grad = b"".join(_gradient(p)[len(copy) // len(rows) :] for p in pairs)
+        grad_size = len(zlib.compress(grad, 1))
+        if grad_size < copy_size * 0.9:
+            best, best_size = FILTER_GRADIENT, grad_size
+    if len(copy) < best_size * _STORE_BELOW_RATIO:
+        return _STORED
+    return best
+
+
+def _rgb_of_bgrx(pixels: FrameArray) -> bytes:
+    """R, G, B bytes of a BGRX region."""
+    out = np.empty((*pixels.shape[:-1], 3), dtype=np.uint8)
+    for c in range(3):  # one plain copy per channel: much faster than a reversed-stride gather
+        out[..., c] = pixels[..., 2 - c]
+    return out.tobytes()
