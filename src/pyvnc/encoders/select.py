@@ -58,7 +58,9 @@ class EncoderSelector:
     def configure(self, encodings: Sequence[int]) -> None:
         """Take the client's SetEncodings list (most preferred first)."""
         self.preferences = tuple(e for e in encodings if e in ENCODERS)
-        self.quality = next((e - QUALITY_LEVEL_MIN for e in encodings if QUALITY_LEVEL_MIN <= e <= QUALITY_LEVEL_MAX), None)
+        self.quality = next(
+            (e - QUALITY_LEVEL_MIN for e in encodings if QUALITY_LEVEL_MIN <= e <= QUALITY_LEVEL_MAX), None
+        )
         self.compress = next(
             (e - COMPRESS_LEVEL_MIN for e in encodings if COMPRESS_LEVEL_MIN <= e <= COMPRESS_LEVEL_MAX), None
         )
