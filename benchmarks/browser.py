@@ -80,7 +80,7 @@ HOOK = """
     if (!fromQueue) window.bench.flips += 1;
     if (window.bench.waiters.length) {
       const ctx = display._target.getContext("2d");
-      const px = ctx.getImageData(%d, %d, 1, 1).data;
+      const px = ctx.getImageData(MARK_X, MARK_Y, 1, 1).data;
       window.bench.waiters = window.bench.waiters.filter((w) => {
         if (px[0] === w.r && px[2] === w.b) { w.resolve(performance.now() - w.t0); return false; }
         return true;
@@ -88,7 +88,7 @@ HOOK = """
     }
   };
 }
-""" % (MARK[0] + 5, MARK[1] + 5)
+""".replace("MARK_X", str(MARK[0] + 5)).replace("MARK_Y", str(MARK[1] + 5))
 
 KEY = """
 ([r, b]) => new Promise((resolve) => {
