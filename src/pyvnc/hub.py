@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .capture.base import FrameArray
+from .errors import CaptureError
 from .region import Rect, Region
 
 
@@ -51,6 +52,9 @@ class FrameHub:
         self.name = name
         self._subs: list[Subscription] = []
         self._demand = asyncio.Event()
+        #: set when the source failed for good; the server shuts down
+        self.failed: CaptureError | None = None
+        self.failed_event = asyncio.Event()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -102,6 +106,11 @@ class FrameHub:
         self.name = name
         for sub in self._subs:
             sub.changed.set()
+
+    def fail(self, error: CaptureError) -> None:
+        if self.failed is None:
+            self.failed = error
+            self.failed_event.set()
 
     def _demand_changed(self) -> None:
         if self.wants_frames():

@@ -124,7 +124,20 @@ class Server:
                 pass  # not the main thread, or not supported here
         try:
             await self.start()
-            await self._stop_requested.wait()
+            assert self.hub is not None
+            stop = asyncio.ensure_future(self._stop_requested.wait())
+            failed = asyncio.ensure_future(self.hub.failed_event.wait())
+            try:
+                await asyncio.wait([stop, failed], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                failed.cancel()
+            if self.hub.failed is not None:
+                # one clear line; clients are closed with the reason; no restart loop: a supervisor
+                # (systemd, say) decides whether to start pyvnc again
+                log.error("the screen source failed: %s; shutting down", self.hub.failed)
+                self._close_sessions(f"screen source failed: {self.hub.failed}")
+                raise self.hub.failed
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -142,8 +155,11 @@ class Server:
             srv.close()
         if self.web is not None:
             self.web.close()
+        self._close_sessions("server shutting down")
+
+    def _close_sessions(self, reason: str) -> None:
         for session in list(self._sessions):
-            session.close("server shutting down")
+            session.close(reason)
 
     async def wait_closed(self) -> None:
         """Wait until listeners, sessions, the source and the executor are all gone."""

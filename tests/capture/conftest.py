@@ -19,6 +19,7 @@ class FakeSink:
         self.published: list[tuple[FrameArray, list[Rect] | None]] = []
         self.names: list[str] = []
         self.demand = True
+        self.failures: list[Exception] = []
 
     def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None) -> None:
         assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 4
@@ -34,6 +35,9 @@ class FakeSink:
 
     def set_desktop_name(self, name: str) -> None:
         self.names.append(name)
+
+    def fail(self, error: Exception) -> None:
+        self.failures.append(error)
 
     @property
     def last(self) -> FrameArray:

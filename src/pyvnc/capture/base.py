@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import CaptureError
 from ..region import Rect
 
 FrameArray = npt.NDArray[np.uint8]
@@ -43,6 +44,9 @@ class FrameSink(Protocol):
 
     def set_desktop_name(self, name: str) -> None:
         """Change the desktop name shown to clients."""
+
+    def fail(self, error: CaptureError) -> None:
+        """The source cannot produce frames any more (the X server went away, say): stop serving."""
 
 
 class FrameSource(abc.ABC):

@@ -245,8 +245,8 @@ class PollingSource(FrameSource):
             try:
                 frame, rects = await loop.run_in_executor(executor, self._grab_and_compare, prev)
             except CaptureError as exc:
-                logger.error("capture stopped: %s", exc)
                 self.failed = exc
+                sink.fail(exc)  # the server logs it once, tells clients and shuts down
                 raise
             if rects is not None and not rects:
                 continue

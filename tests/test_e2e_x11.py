@@ -1,0 +1,114 @@
+"""A real X display (Xvfb) served end to end: pixels equal an mss grab, changes reach the client, and the
+X server going away ends the server cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import mss
+import numpy as np
+import pytest
+from rfbclient import RFBClient
+
+from pyvnc import Server, ServerConfig
+from pyvnc.capture.x11 import X11Source
+from pyvnc.errors import CaptureError
+
+pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+
+
+def start_xvfb(geometry: str = "640x480x24") -> tuple[subprocess.Popen[bytes], str]:
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(w), "-screen", "0", geometry, "-nolisten", "tcp", "-noreset"],
+        pass_fds=(w,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()
+    return proc, f":{number}"
+
+
+@pytest.fixture
+def xvfb() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    proc, display = start_xvfb()
+    yield proc, display
+    proc.terminate()
+    proc.wait(5)
+
+
+def grab(display: str) -> np.ndarray:
+    with mss.MSS(display=display) as sct:
+        shot = sct.grab(sct.monitors[0])
+        return np.asarray(shot)[..., 2::-1].copy()
+
+
+class RootPainter:
+    """Draws filled rectangles straight onto the root window with python-xlib (no client program needed)."""
+
+    def __init__(self, display: str) -> None:
+        from Xlib import X
+        from Xlib import display as xdisplay
+
+        self.d = xdisplay.Display(display)
+        self.root = self.d.screen().root
+        self.gc = self.root.create_gc(foreground=0, subwindow_mode=X.IncludeInferiors)
+
+    def rect(self, x: int, y: int, w: int, h: int, rgb: int) -> None:
+        self.gc.change(foreground=rgb)
+        self.root.fill_rectangle(self.gc, x, y, w, h)
+        self.d.sync()
+
+    def close(self) -> None:
+        self.d.close()
+
+
+async def test_client_frame_equals_mss_grab_and_changes_arrive(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
+    _proc, display = xvfb
+    painter = RootPainter(display)
+    painter.rect(0, 0, 640, 480, 0x336699)
+    async with Server(ServerConfig(port=0, web_port=0, max_fps=240), source=X11Source(display)) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.request()
+        await client.read_update()
+        assert np.array_equal(client.fb, grab(display))
+        rng = np.random.default_rng(5)
+        # hundreds of one-pixel and glyph-sized drawings anywhere on screen: every one must reach the client
+        for i in range(200):
+            w, h = (1, 1) if i % 2 else (int(rng.integers(5, 10)), int(rng.integers(9, 16)))
+            x, y = int(rng.integers(0, 641 - w)), int(rng.integers(0, 481 - h))
+            painter.rect(x, y, w, h, int(rng.integers(0, 1 << 24)))
+            expected = grab(display)
+            client.request(incremental=True)
+            update = await asyncio.wait_for(client.read_update(), 5)
+            assert np.array_equal(client.fb, expected), (i, x, y, w, h)
+            # damage is tight: the update covers the drawing, not a band of the screen
+            assert sum(rw * rh for _x, _y, rw, rh, _e in update.rects) <= max(w * h, 1) * 4, update.rects
+        painter.close()
+        await client.close()
+
+
+async def test_x_server_going_away_ends_serving(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
+    proc, display = xvfb
+    server = Server(ServerConfig(port=0, web_port=0), source=X11Source(display))
+    task = asyncio.create_task(server.serve_forever())
+    for _ in range(100):
+        try:
+            port = server.port
+            break
+        except RuntimeError:
+            await asyncio.sleep(0.05)
+    client = await RFBClient.connect("127.0.0.1", port)
+    client.request()
+    await client.read_update()
+    proc.kill()
+    proc.wait(5)
+    client.request(incremental=True)
+    with pytest.raises(CaptureError):
+        await asyncio.wait_for(task, 15)
+    assert await asyncio.wait_for(client.reader.read(), 5) == b""
