@@ -11,8 +11,8 @@ Every tile gets the subencoding with the smallest estimated size, as TigerVNC's 
 The statistics that drive the choice (colour count and palette of every tile, run counts) are computed
 for all tiles at once with numpy (:mod:`.classify`), and so are the run-length records of all RLE tiles
 and the palette indices of all packed tiles; the only loop over tiles (at most 510 for 1920×1080)
-packs index bits and joins each tile's pieces. CPIXELs are 3 bytes for 32 bpp formats of depth ≤ 24 whose colour bits fit
-in 3 bytes (see :func:`.classify.layout_for`), else whole pixels.
+packs index bits and joins each tile's pieces. CPIXELs are 3 bytes for 32 bpp formats of depth ≤ 24
+whose colour bits fit in 3 bytes (see :func:`.classify.layout_for`), else whole pixels.
 """
 
 from __future__ import annotations
