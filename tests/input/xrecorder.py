@@ -24,7 +24,7 @@ from Xlib import X, display
 
 
 class XKeyEvent(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - the ctypes layout of Xlib.h's XKeyEvent
+    _fields_ = [
         ("type", ctypes.c_int),
         ("serial", ctypes.c_ulong),
         ("send_event", ctypes.c_int),
