@@ -7,7 +7,7 @@ into every session's region at once (on the event loop, no awaits), so a slow cl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -26,6 +26,9 @@ class Subscription:
         #: set whenever something this session may care about happened
         self.changed = asyncio.Event()
         self._wants = False
+        #: the session's handlers for the desktop's clipboard and bell
+        self.on_clipboard: Callable[[str], None] | None = None
+        self.on_bell: Callable[[], None] | None = None
 
     @property
     def wants(self) -> bool:
@@ -55,6 +58,7 @@ class FrameHub:
         #: set when the source failed for good; the server shuts down
         self.failed: CaptureError | None = None
         self.failed_event = asyncio.Event()
+        self.clipboard: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -106,6 +110,19 @@ class FrameHub:
         self.name = name
         for sub in self._subs:
             sub.changed.set()
+
+    def set_clipboard(self, text: str) -> None:
+        """The desktop's clipboard now holds ``text``: every client is told."""
+        self.clipboard = text
+        for sub in self._subs:
+            if sub.on_clipboard is not None:
+                sub.on_clipboard(text)
+
+    def bell(self) -> None:
+        """The desktop rang its bell."""
+        for sub in self._subs:
+            if sub.on_bell is not None:
+                sub.on_bell()
 
     def fail(self, error: CaptureError) -> None:
         if self.failed is None:

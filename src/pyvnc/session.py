@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
@@ -19,25 +20,31 @@ from .capture.base import FrameSource
 from .encoders.base import EncodeJob
 from .encoders.select import EncoderSelector
 from .hub import FrameHub, Subscription
+from .pacing import Pacer
 from .protocol.connection import Phase, ProtocolSettings, RFBServerProtocol
 from .protocol.constants import Encoding, ExtendedDesktopSizeReason, ExtendedDesktopSizeStatus, SecurityType
 from .protocol.messages import (
     AuthRequested,
     ClientInitReceived,
     Closed,
+    ContinuousUpdatesChanged,
     CutText,
     CutTextDiscarded,
     DesktopSizeRequested,
     EncodingsChanged,
     Event,
+    FenceReceived,
     KeyEvent,
     PixelFormatChanged,
     PointerEvent,
+    QEMUKeyEvent,
     Screen,
     UpdateRequested,
     desktop_name_rect,
     desktop_size_rect,
+    empty_pseudo_rect,
     extended_desktop_size_rect,
+    led_state_rect,
 )
 from .protocol.pixelformat import effective_format
 from .protocol.security import vncauth
@@ -93,6 +100,12 @@ class Session:
         self._client_name = ""
         self._pending_pseudo: list[bytes] = []
         self.encoders = EncoderSelector()
+        self.pacer = Pacer()
+        #: True while an update is being encoded or written
+        self._busy = False
+        self._confirmed: set[int] = set()
+        self.updates_sent = 0
+        self.bytes_sent = 0
         self._closing_reason: str | None = None
 
     @property
@@ -164,10 +177,38 @@ class Session:
             self._client_name = self.hub.name
             proto.send_server_init(width, height, self.hub.name)
             self.sub = self.hub.subscribe()
+            self.sub.on_clipboard = self.send_clipboard
+            self.sub.on_bell = self.send_bell
             self._established.set()
             self._updater = asyncio.create_task(self._update_loop(), name=f"pyvnc-update-{self.peer}")
         elif isinstance(event, EncodingsChanged):
             self.encoders.configure(event.encodings)
+            self._confirm_extensions()
+            if not proto.supports(Encoding.FENCE):
+                self.pacer.reset()
+        elif isinstance(event, ContinuousUpdatesChanged):
+            if self.sub is not None:
+                self.sub.wants = event.enabled or proto.has_request
+            self._wake.set()
+        elif isinstance(event, FenceReceived):
+            if event.request:
+                if not self._busy:
+                    proto.answer_fence()  # else the updater answers once its update is out
+            elif len(event.payload) == 4:
+                (seq,) = struct.unpack(">I", event.payload)
+                if self.pacer.acknowledged(seq, asyncio.get_running_loop().time()):
+                    self._wake.set()
+        elif isinstance(event, QEMUKeyEvent):
+            if not self.view_only:
+                if event.down:
+                    self._held_keys.add(event.keysym)
+                else:
+                    self._held_keys.discard(event.keysym)
+                scancode_event = getattr(self.source, "scancode_event", None)
+                if callable(scancode_event):
+                    scancode_event(event.keycode, event.keysym, event.down)
+                else:
+                    self.source.key_event(event.keysym, event.down)
         elif isinstance(event, UpdateRequested | PixelFormatChanged):
             if isinstance(event, UpdateRequested) and self.sub is not None:
                 self.sub.wants = True
@@ -263,16 +304,18 @@ class Session:
             self._wake.clear()
             if proto.closed or not proto.has_request:
                 continue
+            if not self.pacer.can_send():
+                continue  # too much in flight: a fence coming back wakes us
             pseudo = self._pseudo_rects()
-            full, area = proto.full_request, proto.request_area
-            to_send = full.copy()
+            area = proto.update_area()
+            to_send = proto.full_request.copy()
             for r in area:
                 to_send.update(sub.damage.intersect(r))
             if not to_send and not pseudo:
                 sub.wants = True  # wait for the source to change something we were asked for
                 continue
-            full, area = proto.take_request()
-            sub.wants = False
+            full, requested = proto.take_request()
+            sub.wants = proto.continuous
             for r in area:
                 sub.damage.subtract(r)
             generation = proto.pixel_format_generation
@@ -281,20 +324,35 @@ class Session:
                 rects=tuple(to_send),
                 pixel_format=effective_format(proto.pixel_format),
             )
-            encoding, encoded = await loop.run_in_executor(self.executor, self.encoders.encode, job)
-            if proto.closed:
-                break
-            if generation != proto.pixel_format_generation and self.encoders.discard(encoding):
-                # the client changed its pixel format mid-encode: the result is useless, send it all again
-                area_full = Region(area)
-                area_full.update(full)
-                proto.restore_request(area_full, area_full)
-                self._pending_pseudo[:0] = pseudo
-                self._wake.set()
-                continue
-            proto.send_update(pseudo + encoded)
-            self._flush()
-            await self.stream.drain()
+            self._busy = True
+            try:
+                encoding, encoded = await loop.run_in_executor(self.executor, self.encoders.encode, job)
+                if proto.closed:
+                    break
+                if generation != proto.pixel_format_generation and self.encoders.discard(encoding):
+                    # the client changed its pixel format mid-encode: the result is useless, send it all again
+                    again = Region(area)
+                    again.update(full)
+                    proto.restore_request(again, again)
+                    self._pending_pseudo[:0] = pseudo
+                    self._wake.set()
+                    continue
+                rects = pseudo + encoded
+                proto.send_update(rects)
+                nbytes = sum(len(r) for r in rects) + 4
+                self.updates_sent += 1
+                self.bytes_sent += nbytes
+                if proto.supports(Encoding.FENCE):
+                    seq = self.pacer.sent(nbytes, loop.time())
+                    proto.send_fence(struct.pack(">I", seq))
+                self._flush()
+                await self.stream.drain()
+            finally:
+                self._busy = False
+            if proto.pending_fence is not None:
+                proto.answer_fence()
+                await self._handle_events()
+                self._flush()
 
     def _pseudo_rects(self) -> list[bytes]:
         """Pseudo-rectangles due in the next update: size and name changes, SetDesktopSize replies."""
@@ -327,10 +385,35 @@ class Session:
             proto.request_area.clear()
             proto.full_request.add(whole)
             proto.request_area.add(whole)
+            if proto.continuous:
+                proto.continuous_area = whole
         if self.hub.name != self._client_name and proto.supports(Encoding.DESKTOP_NAME):
             out.append(desktop_name_rect(self.hub.name))
             self._client_name = self.hub.name
         return out
+
+    def _confirm_extensions(self) -> None:
+        """Pseudo-encodings the server confirms with a pseudo-rectangle in the next update."""
+        proto = self.protocol
+        for enc in (Encoding.QEMU_EXTENDED_KEY_EVENT, Encoding.EXTENDED_MOUSE_BUTTONS):
+            if proto.supports(enc) and enc not in self._confirmed:
+                self._confirmed.add(enc)
+                self._pending_pseudo.append(empty_pseudo_rect(enc))
+        led_state = getattr(self.source, "led_state", None)
+        if proto.supports(Encoding.QEMU_LED_STATE) and callable(led_state):
+            state = led_state()
+            if isinstance(state, int):
+                self._pending_pseudo.append(led_state_rect(state))
+        self._wake.set()
+
+    def send_clipboard(self, text: str) -> None:
+        """The desktop's clipboard changed: pass it on (view-only clients may read it too)."""
+        self.protocol.send_cut_text(text)
+        self._flush()
+
+    def send_bell(self) -> None:
+        self.protocol.send_bell()
+        self._flush()
 
     # --- shutdown ------------------------------------------------------------------------------------------
 

@@ -242,6 +242,8 @@ class WebListener:
     def _static(self, path: str) -> Response:
         path = unquote(path)
         target: Path | None
+        if path == "/favicon.ico":
+            return _response(http.HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         novnc_ok = (self.novnc_root / "core" / "rfb.js").is_file()
         if path in ("/", "/index.html"):
             if not novnc_ok:

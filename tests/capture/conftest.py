@@ -20,6 +20,8 @@ class FakeSink:
         self.names: list[str] = []
         self.demand = True
         self.failures: list[Exception] = []
+        self.clipboards: list[str] = []
+        self.bells = 0
 
     def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None) -> None:
         assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 4
@@ -38,6 +40,12 @@ class FakeSink:
 
     def fail(self, error: Exception) -> None:
         self.failures.append(error)
+
+    def set_clipboard(self, text: str) -> None:
+        self.clipboards.append(text)
+
+    def bell(self) -> None:
+        self.bells += 1
 
     @property
     def last(self) -> FrameArray:

@@ -45,6 +45,12 @@ class FrameSink(Protocol):
     def set_desktop_name(self, name: str) -> None:
         """Change the desktop name shown to clients."""
 
+    def set_clipboard(self, text: str) -> None:
+        """The desktop's clipboard changed to ``text``."""
+
+    def bell(self) -> None:
+        """The desktop rang its bell."""
+
     def fail(self, error: CaptureError) -> None:
         """The source cannot produce frames any more (the X server went away, say): stop serving."""
 

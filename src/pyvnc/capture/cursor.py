@@ -27,6 +27,7 @@ import logging
 import select
 import struct
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -229,16 +230,26 @@ class CursorWatcher:
         """The X connection's socket: readable when events (possibly a cursor change) arrived."""
         return int(self._d.fileno())
 
-    def current(self) -> CursorImage:
-        """The cursor shown now (one GetCursorImage round trip)."""
+    def current(self) -> CursorImage | None:
+        """The cursor shown now (one GetCursorImage round trip), or None when the server will not show it.
+
+        The X server refuses (BadAccess) the image of a cursor whose creating client has gone, e.g. one set
+        on the root window by ``xsetroot -cursor_name``; cursors of running applications read fine.
+        """
         with self._lock:
             return self._fetch()
 
-    def _fetch(self) -> CursorImage:
-        r = self._d.xfixes_get_cursor_image(self._root)
+    def _fetch(self) -> CursorImage | None:
+        self._pending_change = False
+        try:
+            r = self._d.xfixes_get_cursor_image(self._root)
+        except Exception as exc:
+            if type(exc).__module__ != "Xlib.error":
+                raise
+            logger.debug("the cursor image of %s is unreadable: %s", self.display_name, exc)
+            return None
         img = CursorImage.from_argb(r.width, r.height, r.xhot, r.yhot, r.cursor_serial, r.cursor_image)
         self._last_serial = img.serial
-        self._pending_change = False
         return img
 
     def _drain(self) -> None:
@@ -250,21 +261,25 @@ class CursorWatcher:
 
     def poll(self) -> CursorImage | None:
         """The new shape when it changed since the last one returned (the first call returns the current
-        shape), else None. Reads only events already received: never waits."""
+        shape), else None (also when the new shape is unreadable: see :meth:`current`). Reads only events
+        already received: never waits."""
         with self._lock:
             self._drain()
             if not self._pending_change:
                 return None
-            img = self._fetch()
-            return img
+            return self._fetch()
 
     def wait(self, timeout: float | None = None) -> CursorImage | None:
         """Block until the shape changes (or ``timeout`` seconds pass: None). Run it in a worker thread."""
-        img = self.poll()
-        if img is not None:
-            return img
-        readable, _, _ = select.select([self.fileno()], [], [], timeout)
-        return self.poll() if readable else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            img = self.poll()
+            if img is not None:
+                return img
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            select.select([self.fileno()], [], [], left)
 
     def pointer_position(self) -> tuple[int, int]:
         """Where the pointer is on the root window (one QueryPointer round trip)."""

@@ -1,17 +1,11 @@
-"""Capture of an X11 display with mss, and minimal input injection through the XTEST extension.
+"""Capture of an X11 display with mss; client input goes to :class:`pyvnc.input.x11.X11InputSink` (XTEST).
 
 Frames come from mss (XShmGetImage) as BGRA; the unused top byte is cleared while copying, so published
 frames are BGRX with byte 3 = 0.
-
-Input here is deliberately minimal: keysyms already present in the keyboard map are pressed through XTEST,
-and pointer motion and buttons are injected. Full keyboard handling (spare keycodes for unmapped keysyms,
-modifier bookkeeping, pynput) is issue #3's work in ``pyvnc.input``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import logging
 import os
 import socket
@@ -22,6 +16,7 @@ import mss
 import numpy as np
 
 from ..errors import CaptureError
+from ..input.x11 import X11InputSink
 from .base import FrameArray
 from .polling import PollingSource
 
@@ -38,72 +33,6 @@ def desktop_name(display: str) -> str:
     if display.startswith(":"):
         return f"pyvnc on {socket.gethostname()}{display}"
     return f"pyvnc on {display}"
-
-
-class _XTestInput:
-    """Injects pointer and key events into an X display with python-xlib's XTEST (event loop thread)."""
-
-    def __init__(self, display: str) -> None:
-        self._display_name = display
-        self._display: Any = None
-        self._failed = False
-        self._buttons = 0
-        self._lock = threading.Lock()
-
-    def _connection(self) -> Any:
-        if self._display is None and not self._failed:
-            try:
-                xdisplay = importlib.import_module("Xlib.display")
-                importlib.import_module("Xlib.ext.xtest")  # registers the XTEST requests
-
-                self._display = xdisplay.Display(self._display_name)
-                if not self._display.has_extension("XTEST"):
-                    raise RuntimeError("the X server has no XTEST extension")
-            except Exception as exc:
-                self._failed = True
-                self._display = None
-                logger.warning("input injection into %s is unavailable: %s", self._display_name, exc)
-        return self._display
-
-    def key(self, keysym: int, down: bool) -> None:
-        X = importlib.import_module("Xlib.X")
-        xtest = importlib.import_module("Xlib.ext.xtest")
-        with self._lock:
-            d = self._connection()
-            if d is None:
-                return
-            keycode = d.keysym_to_keycode(keysym)
-            if not keycode:
-                # unmapped keysyms need a spare keycode remapped: issue #3 (pyvnc.input)
-                logger.debug("keysym %#x has no keycode on %s; dropped", keysym, self._display_name)
-                return
-            xtest.fake_input(d, X.KeyPress if down else X.KeyRelease, keycode)
-            d.flush()
-
-    def pointer(self, x: int, y: int, buttons: int) -> None:
-        X = importlib.import_module("Xlib.X")
-        xtest = importlib.import_module("Xlib.ext.xtest")
-        with self._lock:
-            d = self._connection()
-            if d is None:
-                return
-            xtest.fake_input(d, X.MotionNotify, x=x, y=y)
-            changed = self._buttons ^ buttons
-            for bit in range(8):
-                if changed & (1 << bit):
-                    pressed = bool(buttons & (1 << bit))
-                    xtest.fake_input(d, X.ButtonPress if pressed else X.ButtonRelease, bit + 1)
-            self._buttons = buttons
-            d.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._display is not None:
-                with contextlib.suppress(Exception):
-                    self._display.close()
-            self._display = None
-            self._failed = False
-            self._buttons = 0
 
 
 class X11Source(PollingSource):
@@ -134,7 +63,7 @@ class X11Source(PollingSource):
         self._generation = 0
         self._instances: list[Any] = []
         self._instances_lock = threading.Lock()
-        self._input: _XTestInput | None = None
+        self._input: X11InputSink | None = None
 
     @property
     def display(self) -> str | None:
@@ -195,32 +124,43 @@ class X11Source(PollingSource):
 
     async def _close(self) -> None:
         self.close_connections()
-        if self._input is not None:
-            self._input.close()
-            self._input = None
+        injector, self._input = self._input, None
+        if injector is not None:
+            await injector.aclose()
 
     # -- input (event loop thread) --------------------------------------------------------------------------
 
-    def _injector(self) -> _XTestInput | None:
+    def _injector(self) -> X11InputSink | None:
         if not self.inject_input:
             return None
         if self._input is None:
             display = self.display
             if display is None:
                 return None
-            self._input = _XTestInput(display)
+            self._input = X11InputSink(display)
         return self._input
 
     def key_event(self, keysym: int, down: bool) -> None:
         injector = self._injector()
         if injector is not None:
-            injector.key(keysym, down)
+            injector.key_event(keysym, down)
 
     def pointer_event(self, x: int, y: int, buttons: int) -> None:
         injector = self._injector()
         if injector is not None:
-            injector.pointer(x, y, buttons)
+            injector.pointer_event(x, y, buttons)
 
     def cut_text(self, text: str) -> None:
-        # setting the X selection needs a selection owner window: issue #3 (pyvnc.input)
-        logger.debug("clipboard from a client (%d characters) is not passed to X yet", len(text))
+        injector = self._injector()
+        if injector is not None:
+            injector.cut_text(text)
+
+    def release_all(self) -> None:
+        """Release every key and button clients still hold (call when a client disconnects)."""
+        if self._input is not None:
+            self._input.release_all()
+
+    def flush_input(self, timeout: float = 5.0) -> None:
+        """Block until the input queued so far reached the X server (injection runs on its own thread)."""
+        if self._input is not None:
+            self._input.flush(timeout)

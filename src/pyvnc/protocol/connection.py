@@ -19,6 +19,7 @@ from enum import Enum, auto
 
 from ..errors import ProtocolError
 from ..region import Rect, Region
+from . import clipboard
 from .constants import ClientMessageType, Encoding, SecurityResult, SecurityType
 from .messages import (
     CUT_TEXT,
@@ -34,21 +35,27 @@ from .messages import (
     AuthRequested,
     ClientInitReceived,
     Closed,
+    ContinuousUpdatesChanged,
     CutText,
     CutTextDiscarded,
     DesktopSizeRequested,
     EncodingsChanged,
     Event,
+    FenceReceived,
     KeyEvent,
     PixelFormatChanged,
     PointerEvent,
+    QEMUKeyEvent,
     Screen,
     UpdateRequested,
     VersionNegotiated,
     bell_message,
+    end_of_continuous_updates_message,
+    extended_cut_text_message,
     framebuffer_update_header,
     last_rect,
     server_cut_text_message,
+    server_fence_message,
 )
 from .pixelformat import NATIVE, PixelFormat, set_colour_map_entries_message
 from .security import vncauth
@@ -57,8 +64,18 @@ from .security import vncauth
 MAX_ENCODINGS = 1024
 #: the most screens a SetDesktopSize may list
 MAX_SCREENS = 255
-#: message type of SetDesktopSize (rfbproto 7.5.9)
+#: message types of the extensions (rfbproto 7.5.7-7.5.10)
+ENABLE_CONTINUOUS_UPDATES_TYPE = 150
+CLIENT_FENCE_TYPE = 248
 SET_DESKTOP_SIZE_TYPE = 251
+QEMU_CLIENT_MESSAGE_TYPE = 255
+
+#: Fence flags (rfbproto 7.5.8)
+FENCE_BLOCK_BEFORE = 1 << 0
+FENCE_BLOCK_AFTER = 1 << 1
+FENCE_SYNC_NEXT = 1 << 2
+FENCE_REQUEST = 1 << 31
+FENCE_SUPPORTED = FENCE_BLOCK_BEFORE | FENCE_BLOCK_AFTER | FENCE_SYNC_NEXT
 
 _VERSION_RE = re.compile(rb"RFB (\d{3})\.(\d{3})\n")
 
@@ -140,6 +157,16 @@ class RFBServerProtocol:
         self._events: list[Event] = []
         self._eof = False
         self._challenge = b""
+        #: continuous updates (rfbproto 7.5.7): on, and for which area
+        self.continuous = False
+        self.continuous_area: Rect | None = None
+        self._announced: set[int] = set()
+        #: a fence request from the client waiting for :meth:`answer_fence`
+        self.pending_fence: tuple[int, bytes] | None = None
+        #: the server's clipboard text, kept to answer extended clipboard requests
+        self.clipboard_text: str | None = None
+        #: what the client accepts unsolicited (extended clipboard caps): text size limit
+        self.client_text_limit = clipboard.DEFAULT_CLIENT_TEXT_LIMIT
         self._parser = self._run()
         self._out.append(b"RFB 003.008\n")
         self._advance()
@@ -237,7 +264,17 @@ class RFBServerProtocol:
 
     @property
     def has_request(self) -> bool:
-        return bool(self.request_area)
+        """True when an update may be sent: a request is pending, or continuous updates are on."""
+        return bool(self.request_area) or self.continuous
+
+    def update_area(self) -> Region:
+        """Every area the client wants updates for now: its pending requests plus the continuous area."""
+        area = self.request_area.copy()
+        if self.continuous and self.continuous_area is not None:
+            clipped = self.continuous_area.intersect(Rect(0, 0, self.width, self.height))
+            if clipped is not None:
+                area.add(clipped)
+        return area
 
     def set_framebuffer_size(self, width: int, height: int) -> None:
         """Record that the client was told the framebuffer is now ``width`` × ``height``."""
@@ -268,9 +305,38 @@ class RFBServerProtocol:
             self._out.append(bell_message())
 
     def send_cut_text(self, text: str) -> None:
-        """ServerCutText (rfbproto 7.6.4), Latin-1."""
-        if self.phase is Phase.NORMAL:
+        """The server's clipboard changed to ``text``: tell the client.
+
+        With Extended Clipboard the UTF-8 text is provided directly when the client accepts that much
+        unsolicited, else announced with *notify* and provided on request; otherwise it goes as legacy
+        Latin-1 ServerCutText (rfbproto 7.6.4).
+        """
+        self.clipboard_text = text
+        if self.phase is not Phase.NORMAL:
+            return
+        if self.supports(Encoding.EXTENDED_CLIPBOARD):
+            if len(text.encode("utf-8")) + 1 <= self.client_text_limit:
+                self._out.append(extended_cut_text_message(clipboard.provide_message(text)))
+            else:
+                self._out.append(extended_cut_text_message(clipboard.notify_message(True)))
+        else:
             self._out.append(server_cut_text_message(text))
+
+    def answer_fence(self) -> None:
+        """Answer the client's pending fence request (rfbproto 7.5.8): call it once everything the client
+        sent before the fence has taken effect, i.e. no update encoded under old state is still unsent."""
+        if self.pending_fence is None:
+            return
+        flags, payload = self.pending_fence
+        self.pending_fence = None
+        if self.phase is Phase.NORMAL:
+            self._out.append(server_fence_message(flags & FENCE_SUPPORTED, payload))
+            self._advance()
+
+    def send_fence(self, payload: bytes, flags: int = FENCE_BLOCK_BEFORE) -> None:
+        """Send a fence request of our own; the client answers with the same payload (used for pacing)."""
+        if self.phase is Phase.NORMAL and self.supports(Encoding.FENCE):
+            self._out.append(server_fence_message(flags | FENCE_REQUEST, payload[:64]))
 
     # --- the parser ------------------------------------------------------------------------------------------
 
@@ -380,12 +446,14 @@ class RFBServerProtocol:
             encodings = struct.unpack(f">{count}i", raw)
             self.encodings = encodings
             self._encoding_set = frozenset(encodings)
+            self._announce_extensions()
             self._events.append(EncodingsChanged(encodings))
         elif mtype == ClientMessageType.FRAMEBUFFER_UPDATE_REQUEST:
             inc, x, y, w, h = UPDATE_REQUEST.unpack((yield from self._read(UPDATE_REQUEST.size)))
             rect = Rect(x, y, w, h)
             clipped = rect.intersect(Rect(0, 0, self.width, self.height))
-            if clipped is not None:
+            # rfbproto 7.5.7: incremental requests are ignored while continuous updates are on
+            if clipped is not None and not (inc and self.continuous):
                 self.request_area.add(clipped)
                 if not inc:
                     self.full_request.add(clipped)
@@ -395,23 +463,52 @@ class RFBServerProtocol:
             self._events.append(KeyEvent(bool(down), key & 0xFFFFFFFF))
         elif mtype == ClientMessageType.POINTER_EVENT:
             buttons, x, y = POINTER_EVENT.unpack((yield from self._read(POINTER_EVENT.size)))
+            if buttons & 0x80 and self.supports(Encoding.EXTENDED_MOUSE_BUTTONS):
+                # rfbproto: the marker bit announces an extra byte with buttons 8-15
+                (extra,) = yield from self._read(1)
+                buttons = (buttons & 0x7F) | (extra << 7)
             self._events.append(PointerEvent(buttons, x, y))
         elif mtype == ClientMessageType.CLIENT_CUT_TEXT:
             (length,) = CUT_TEXT.unpack((yield from self._read(CUT_TEXT.size)))
             if length < 0:
-                raise ProtocolError("ClientCutText with a negative length (extended clipboard not enabled)")
+                if not self.supports(Encoding.EXTENDED_CLIPBOARD):
+                    raise ProtocolError("ClientCutText with a negative length (extended clipboard not enabled)")
+                yield from self._extended_cut_text(-length)
+                return
             if length > self.settings.max_cut_text:
                 # too long to accept: skip it in bounded chunks, never holding it in memory
-                remaining = length
-                while remaining:
-                    yield from self._wait_for(lambda: bool(self._buf))
-                    n = min(remaining, len(self._buf))
-                    del self._buf[:n]
-                    remaining -= n
+                yield from self._skip(length)
                 self._events.append(CutTextDiscarded(length))
             else:
                 raw = yield from self._read(length)
                 self._events.append(CutText(raw.decode("latin-1")))
+        elif mtype == ENABLE_CONTINUOUS_UPDATES_TYPE and self.supports(Encoding.CONTINUOUS_UPDATES):
+            enable, x, y, w, h = UPDATE_REQUEST.unpack((yield from self._read(UPDATE_REQUEST.size)))
+            rect = Rect(x, y, w, h)
+            self.continuous = bool(enable)
+            self.continuous_area = rect if enable else None
+            if not enable:
+                self._out.append(end_of_continuous_updates_message())
+            self._events.append(ContinuousUpdatesChanged(bool(enable), rect))
+        elif mtype == CLIENT_FENCE_TYPE and self.supports(Encoding.FENCE):
+            flags, length = struct.unpack(">3xIB", (yield from self._read(8)))
+            if length > 64:
+                raise ProtocolError(f"ClientFence with a {length}-byte payload (at most 64)")
+            payload = yield from self._read(length)
+            if flags & FENCE_REQUEST:
+                self.pending_fence = (flags, payload)
+                self._events.append(FenceReceived(flags, payload, True))
+                if flags & (FENCE_BLOCK_AFTER | FENCE_SYNC_NEXT):
+                    # what follows must wait until the answer is sent
+                    yield from self._wait_for(lambda: self.pending_fence is None)
+            else:
+                self._events.append(FenceReceived(flags, payload, False))
+        elif mtype == QEMU_CLIENT_MESSAGE_TYPE and self.supports(Encoding.QEMU_EXTENDED_KEY_EVENT):
+            (sub,) = yield from self._read(1)
+            if sub != 0:
+                raise ProtocolError(f"unsupported QEMU client message subtype {sub}")
+            down, keysym, keycode = struct.unpack(">HII", (yield from self._read(10)))
+            self._events.append(QEMUKeyEvent(bool(down), keysym, keycode))
         elif mtype == SET_DESKTOP_SIZE_TYPE and self.supports(Encoding.EXTENDED_DESKTOP_SIZE):
             w, h, n = SET_DESKTOP_SIZE.unpack((yield from self._read(SET_DESKTOP_SIZE.size)))
             screens = []
@@ -421,6 +518,49 @@ class RFBServerProtocol:
             self._events.append(DesktopSizeRequested(w, h, tuple(screens)))
         else:
             raise ProtocolError(f"unknown client message type {mtype}")
+
+    def _announce_extensions(self) -> None:
+        """First sight of some pseudo-encodings obliges the server to say it supports them."""
+        if self.supports(Encoding.FENCE) and Encoding.FENCE not in self._announced:
+            self._announced.add(Encoding.FENCE)
+            self._out.append(server_fence_message(FENCE_REQUEST | FENCE_SUPPORTED, b""))
+        if self.supports(Encoding.CONTINUOUS_UPDATES) and Encoding.CONTINUOUS_UPDATES not in self._announced:
+            self._announced.add(Encoding.CONTINUOUS_UPDATES)
+            self._out.append(end_of_continuous_updates_message())
+        if self.supports(Encoding.EXTENDED_CLIPBOARD):
+            # rfbproto: caps on every SetEncodings that lists Extended Clipboard
+            self._out.append(extended_cut_text_message(clipboard.caps_message(self.settings.max_cut_text)))
+
+    def _extended_cut_text(self, length: int) -> _Parser:
+        limit = self.settings.max_cut_text + 1024
+        if length > limit:
+            yield from self._skip(length)
+            self._events.append(CutTextDiscarded(length))
+            return
+        body = yield from self._read(length)
+        msg = clipboard.parse(body, self.settings.max_cut_text)
+        if msg.action == clipboard.ACTION_CAPS:
+            text_ok = msg.formats & clipboard.FORMAT_TEXT
+            self.client_text_limit = msg.sizes[0] if text_ok and msg.sizes else 0
+        elif msg.action == clipboard.ACTION_REQUEST:
+            if msg.formats & clipboard.FORMAT_TEXT and self.clipboard_text is not None:
+                self._out.append(extended_cut_text_message(clipboard.provide_message(self.clipboard_text)))
+        elif msg.action == clipboard.ACTION_PEEK:
+            self._out.append(extended_cut_text_message(clipboard.notify_message(self.clipboard_text is not None)))
+        elif msg.action == clipboard.ACTION_NOTIFY:
+            if msg.formats & clipboard.FORMAT_TEXT and not self.view_only:
+                self._out.append(extended_cut_text_message(clipboard.request_message()))
+        elif msg.text is not None:  # provide
+            self._events.append(CutText(msg.text))
+
+    def _skip(self, length: int) -> _Parser:
+        """Drop ``length`` bytes as they arrive, never holding them."""
+        remaining = length
+        while remaining:
+            yield from self._wait_for(lambda: bool(self._buf))
+            n = min(remaining, len(self._buf))
+            del self._buf[:n]
+            remaining -= n
 
 
 def _string(text: str) -> bytes:

@@ -127,6 +127,38 @@ class CutText(Event):
 
 
 @dataclass(frozen=True)
+class ContinuousUpdatesChanged(Event):
+    """EnableContinuousUpdates (rfbproto 7.5.7): updates flow without requests for ``rect`` while enabled."""
+
+    enabled: bool
+    rect: Rect
+
+
+@dataclass(frozen=True)
+class FenceReceived(Event):
+    """ClientFence (rfbproto 7.5.8) answering one of our fences (a request from the client is answered by
+    :meth:`RFBServerProtocol.answer_fence` once the session has sent what came before it)."""
+
+    flags: int
+    payload: bytes
+    request: bool
+
+
+@dataclass(frozen=True)
+class QEMUKeyEvent(Event):
+    """QEMU Extended Key Event (rfbproto 7.5.10.1): a keysym with the XT scancode that produced it."""
+
+    down: bool
+    keysym: int
+    keycode: int
+
+
+@dataclass(frozen=True)
+class ClipboardRequested(Event):
+    """The client asked for our clipboard (extended clipboard *request*); the protocol answers it."""
+
+
+@dataclass(frozen=True)
 class CutTextDiscarded(Event):
     """A ClientCutText longer than the configured limit arrived and was skipped unread."""
 
@@ -197,6 +229,31 @@ def extended_desktop_size_rect(reason: int, status: int, width: int, height: int
         SCREEN.pack(s.id, s.x, s.y, s.width, s.height, s.flags) for s in screens
     )
     return rect_header(reason, status, width, height, Encoding.EXTENDED_DESKTOP_SIZE) + body
+
+
+def end_of_continuous_updates_message() -> bytes:
+    """EndOfContinuousUpdates (rfbproto 7.6.7)."""
+    return U8.pack(150)
+
+
+def server_fence_message(flags: int, payload: bytes) -> bytes:
+    """ServerFence (rfbproto 7.6.8); the payload is at most 64 bytes."""
+    return struct.pack(">B3xIB", 248, flags, len(payload)) + payload
+
+
+def extended_cut_text_message(body: bytes) -> bytes:
+    """ServerCutText carrying an extended clipboard message: a negative length (rfbproto, Extended Clipboard)."""
+    return struct.pack(">B3xi", ServerMessageType.SERVER_CUT_TEXT, -len(body)) + body
+
+
+def empty_pseudo_rect(encoding: int) -> bytes:
+    """An empty pseudo-rectangle confirming a pseudo-encoding (QEMU key events, ExtendedMouseButtons)."""
+    return rect_header(0, 0, 0, 0, encoding)
+
+
+def led_state_rect(state: int) -> bytes:
+    """QEMU LED State (rfbproto 7.8.x): bit 0 Scroll Lock, 1 Num Lock, 2 Caps Lock."""
+    return rect_header(0, 0, 0, 0, Encoding.QEMU_LED_STATE) + U8.pack(state & 7)
 
 
 def last_rect() -> bytes:
