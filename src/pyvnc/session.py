@@ -314,7 +314,7 @@ class Session:
             if not to_send and not pseudo:
                 sub.wants = True  # wait for the source to change something we were asked for
                 continue
-            full, requested = proto.take_request()
+            full, _requested = proto.take_request()
             sub.wants = proto.continuous
             for r in area:
                 sub.damage.subtract(r)
