@@ -117,8 +117,10 @@ async def test_pointer_injection(xvfb: XvfbSource) -> None:
     if shutil.which("xdotool") is None:
         pytest.skip("xdotool is not installed")
     xvfb.pointer_event(123, 45, 0)
+    await asyncio.to_thread(xvfb.flush_input)  # input goes out on its own thread
     assert "x:123 y:45" in _x(xvfb.display, "xdotool", "getmouselocation")
     xvfb.pointer_event(7, 8, 0)
+    await asyncio.to_thread(xvfb.flush_input)
     assert "x:7 y:8" in _x(xvfb.display, "xdotool", "getmouselocation")
 
 
