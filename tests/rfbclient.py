@@ -48,6 +48,7 @@ class RFBClient:
         self.bells = 0
         self.cut_texts: list[bytes] = []
         self.version = b""
+        self.cursor: tuple[int, int, int, int, bytes, bytes] | None = None
 
     @classmethod
     async def connect(
@@ -182,6 +183,17 @@ class RFBClient:
                     self._resize(w, h)
             elif enc == -224:  # LastRect
                 break
+            elif enc == -239:  # Cursor: pixels in our format, then a 1-bit mask
+                assert self.pf is not None
+                pixels = await self.read(w * h * self.pf.bits_per_pixel // 8)
+                mask = await self.read(((w + 7) // 8) * h)
+                self.cursor = (x, y, w, h, pixels, mask)
+            elif enc == -314:  # Cursor With Alpha, raw RGBA
+                (sub,) = struct.unpack(">i", await self.read(4))
+                assert sub == 0
+                self.cursor = (x, y, w, h, await self.read(w * h * 4), b"")
+            elif enc in (-258, -316):  # confirmations of QEMU key events / extended mouse buttons
+                pass
             elif enc == -307:  # DesktopName
                 (ln,) = struct.unpack(">I", await self.read(4))
                 self.name = (await self.read(ln)).decode()

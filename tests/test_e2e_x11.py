@@ -74,6 +74,7 @@ async def test_client_frame_equals_mss_grab_and_changes_arrive(xvfb: tuple[subpr
     painter.rect(0, 0, 640, 480, 0x336699)
     async with Server(ServerConfig(port=0, web_port=0, max_fps=240), source=X11Source(display)) as server:
         client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([0, -239])  # the client draws the cursor: the framebuffer is the bare screen
         client.request()
         await client.read_update()
         assert np.array_equal(client.fb, grab(display))
@@ -91,6 +92,50 @@ async def test_client_frame_equals_mss_grab_and_changes_arrive(xvfb: tuple[subpr
             assert sum(rw * rh for _x, _y, rw, rh, _e in update.rects) <= max(w * h, 1) * 4, update.rects
         painter.close()
         await client.close()
+
+
+async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
+    from pyvnc.capture.cursor import CursorWatcher, paint_cursor
+
+    _proc, display = xvfb
+    painter = RootPainter(display)
+    painter.rect(0, 0, 640, 480, 0x202020)
+    painter.d.screen().root.warp_pointer(200, 150)
+    painter.d.sync()
+    watcher = CursorWatcher(display)
+    shape = watcher.current()
+    watcher.close()
+    assert shape is not None and shape.width > 0
+    async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
+        # a client that draws cursors gets the shape with its hotspot, and a framebuffer without it
+        drawer = await RFBClient.connect("127.0.0.1", server.port)
+        drawer.set_encodings([0, -314, -239])
+        drawer.request()
+        for _ in range(10):
+            await asyncio.wait_for(drawer.read_update(), 5)
+            if drawer.cursor is not None:
+                break
+            drawer.request(incremental=True)
+        assert drawer.cursor is not None
+        x, y, w, h, rgba, _mask = drawer.cursor
+        assert (x, y, w, h) == (shape.hot_x, shape.hot_y, shape.width, shape.height)
+        assert len(rgba) == w * h * 4
+        assert np.array_equal(drawer.fb, grab(display))
+        # a client that cannot draw it sees it painted in at the pointer
+        plain = await RFBClient.connect("127.0.0.1", server.port)
+        plain.request()
+        expected_bgrx = np.zeros((480, 640, 4), np.uint8)
+        expected_bgrx[..., :3] = grab(display)[..., ::-1]
+        expected = paint_cursor(expected_bgrx, shape, 200, 150)[..., 2::-1]
+        for _ in range(20):
+            await asyncio.wait_for(plain.read_update(), 5)
+            if np.array_equal(plain.fb, expected):
+                break
+            plain.request(incremental=True)
+        assert np.array_equal(plain.fb, expected)
+        await drawer.close()
+        await plain.close()
+    painter.close()
 
 
 async def test_x_server_going_away_ends_serving(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
@@ -111,4 +156,9 @@ async def test_x_server_going_away_ends_serving(xvfb: tuple[subprocess.Popen[byt
     client.request(incremental=True)
     with pytest.raises(CaptureError):
         await asyncio.wait_for(task, 15)
-    assert await asyncio.wait_for(client.reader.read(), 5) == b""
+
+    async def until_eof() -> None:
+        while await client.reader.read(65536):
+            pass
+
+    await asyncio.wait_for(until_eof(), 5)  # the server closed the connection

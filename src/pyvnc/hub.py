@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .capture.base import FrameArray
 from .errors import CaptureError
+
+if TYPE_CHECKING:
+    from .capture.cursor import CursorImage
 from .region import Rect, Region
 
 
@@ -29,6 +33,8 @@ class Subscription:
         #: the session's handlers for the desktop's clipboard and bell
         self.on_clipboard: Callable[[str], None] | None = None
         self.on_bell: Callable[[], None] | None = None
+        #: True when this session paints the cursor into its frames (its client draws none itself)
+        self.paints_cursor = False
 
     @property
     def wants(self) -> bool:
@@ -59,6 +65,10 @@ class FrameHub:
         self.failed: CaptureError | None = None
         self.failed_event = asyncio.Event()
         self.clipboard: str | None = None
+        #: the pointer's shape, bumped ``cursor_seq`` on every change, and where the pointer is
+        self.cursor: CursorImage | None = None
+        self.cursor_seq = 0
+        self.pointer: tuple[int, int] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -123,6 +133,37 @@ class FrameHub:
         for sub in self._subs:
             if sub.on_bell is not None:
                 sub.on_bell()
+
+    def set_cursor(self, cursor: CursorImage | None) -> None:
+        old = self._cursor_area()
+        self.cursor = cursor
+        self.cursor_seq += 1
+        self._cursor_moved(old)
+
+    def set_pointer(self, x: int, y: int) -> None:
+        if self.pointer == (x, y):
+            return
+        old = self._cursor_area()
+        self.pointer = (x, y)
+        self._cursor_moved(old)
+
+    def _cursor_area(self) -> Rect | None:
+        if self.cursor is None or self.pointer is None:
+            return None
+        from .capture.cursor import cursor_bounds
+
+        w, h = self.size
+        return cursor_bounds(self.cursor, self.pointer[0], self.pointer[1], w, h)
+
+    def _cursor_moved(self, old: Rect | None) -> None:
+        """Sessions that paint the cursor must repaint where it was and where it is now."""
+        new = self._cursor_area()
+        for sub in self._subs:
+            if sub.paints_cursor:
+                for area in (old, new):
+                    if area is not None:
+                        sub.damage.add(area)
+            sub.changed.set()
 
     def fail(self, error: CaptureError) -> None:
         if self.failed is None:

@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from .capture.base import FrameSource
+from .capture.cursor import cursor_rect, cursor_with_alpha_rect, paint_cursor, vmware_cursor_rect
 from .encoders.base import EncodeJob
 from .encoders.select import EncoderSelector
 from .hub import FrameHub, Subscription
@@ -46,7 +47,7 @@ from .protocol.messages import (
     extended_desktop_size_rect,
     led_state_rect,
 )
-from .protocol.pixelformat import effective_format
+from .protocol.pixelformat import converter_for, effective_format
 from .protocol.security import vncauth
 from .region import Rect, Region
 from .streams import Stream
@@ -104,6 +105,7 @@ class Session:
         #: True while an update is being encoded or written
         self._busy = False
         self._confirmed: set[int] = set()
+        self._cursor_seq_sent = -1
         self.updates_sent = 0
         self.bytes_sent = 0
         self._closing_reason: str | None = None
@@ -177,6 +179,7 @@ class Session:
             self._client_name = self.hub.name
             proto.send_server_init(width, height, self.hub.name)
             self.sub = self.hub.subscribe()
+            self.sub.paints_cursor = self._cursor_encoding() is None
             self.sub.on_clipboard = self.send_clipboard
             self.sub.on_bell = self.send_bell
             self._established.set()
@@ -184,6 +187,9 @@ class Session:
         elif isinstance(event, EncodingsChanged):
             self.encoders.configure(event.encodings)
             self._confirm_extensions()
+            self._cursor_seq_sent = -1  # (re)send the shape in whichever cursor encoding is now preferred
+            if self.sub is not None:
+                self.sub.paints_cursor = self._cursor_encoding() is None
             if not proto.supports(Encoding.FENCE):
                 self.pacer.reset()
         elif isinstance(event, ContinuousUpdatesChanged):
@@ -319,11 +325,12 @@ class Session:
             for r in area:
                 sub.damage.subtract(r)
             generation = proto.pixel_format_generation
-            job = EncodeJob(
-                frame=self.hub.frame,
-                rects=tuple(to_send),
-                pixel_format=effective_format(proto.pixel_format),
-            )
+            frame = self.hub.frame
+            if sub.paints_cursor and self.hub.cursor is not None and self.hub.pointer is not None:
+                frame = await loop.run_in_executor(
+                    self.executor, paint_cursor, frame, self.hub.cursor, *self.hub.pointer
+                )
+            job = EncodeJob(frame=frame, rects=tuple(to_send), pixel_format=effective_format(proto.pixel_format))
             self._busy = True
             try:
                 encoding, encoded = await loop.run_in_executor(self.executor, self.encoders.encode, job)
@@ -387,10 +394,28 @@ class Session:
             proto.request_area.add(whole)
             if proto.continuous:
                 proto.continuous_area = whole
+        cursor_encoding = self._cursor_encoding()
+        if cursor_encoding is not None and self.hub.cursor_seq != self._cursor_seq_sent:
+            self._cursor_seq_sent = self.hub.cursor_seq
+            cursor = self.hub.cursor
+            if cursor is not None:
+                if cursor_encoding == Encoding.CURSOR_WITH_ALPHA:
+                    out.append(cursor_with_alpha_rect(cursor))
+                elif cursor_encoding == Encoding.VMWARE_CURSOR:
+                    out.append(vmware_cursor_rect(cursor))
+                else:
+                    out.append(cursor_rect(cursor, converter_for(effective_format(proto.pixel_format))))
         if self.hub.name != self._client_name and proto.supports(Encoding.DESKTOP_NAME):
             out.append(desktop_name_rect(self.hub.name))
             self._client_name = self.hub.name
         return out
+
+    def _cursor_encoding(self) -> int | None:
+        """The cursor pseudo-encoding this client prefers (rfbproto 7.8.1 and after), or None: paint it in."""
+        for enc in self.protocol.encodings:
+            if enc in (Encoding.CURSOR_WITH_ALPHA, Encoding.CURSOR, Encoding.VMWARE_CURSOR):
+                return enc
+        return None
 
     def _confirm_extensions(self) -> None:
         """Pseudo-encodings the server confirms with a pseudo-rectangle in the next update."""

@@ -22,6 +22,8 @@ class FakeSink:
         self.failures: list[Exception] = []
         self.clipboards: list[str] = []
         self.bells = 0
+        self.cursors: list[object] = []
+        self.pointers: list[tuple[int, int]] = []
 
     def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None) -> None:
         assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 4
@@ -46,6 +48,12 @@ class FakeSink:
 
     def bell(self) -> None:
         self.bells += 1
+
+    def set_cursor(self, cursor: object) -> None:
+        self.cursors.append(cursor)
+
+    def set_pointer(self, x: int, y: int) -> None:
+        self.pointers.append((x, y))
 
     @property
     def last(self) -> FrameArray:

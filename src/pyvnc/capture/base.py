@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import CaptureError
 from ..region import Rect
+
+if TYPE_CHECKING:
+    from .cursor import CursorImage
 
 FrameArray = npt.NDArray[np.uint8]
 
@@ -50,6 +53,12 @@ class FrameSink(Protocol):
 
     def bell(self) -> None:
         """The desktop rang its bell."""
+
+    def set_cursor(self, cursor: CursorImage | None) -> None:
+        """The pointer's shape changed (None: unknown or hidden)."""
+
+    def set_pointer(self, x: int, y: int) -> None:
+        """The pointer moved to (x, y) on the desktop."""
 
     def fail(self, error: CaptureError) -> None:
         """The source cannot produce frames any more (the X server went away, say): stop serving."""

@@ -6,6 +6,8 @@ frames are BGRX with byte 3 = 0.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -17,7 +19,8 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..input.x11 import X11InputSink
-from .base import FrameArray
+from .base import FrameArray, FrameSink
+from .cursor import CursorWatcher
 from .polling import PollingSource
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,8 @@ class X11Source(PollingSource):
         self._instances: list[Any] = []
         self._instances_lock = threading.Lock()
         self._input: X11InputSink | None = None
+        self._cursor: CursorWatcher | None = None
+        self._cursor_task: asyncio.Task[None] | None = None
 
     @property
     def display(self) -> str | None:
@@ -122,7 +127,50 @@ class X11Source(PollingSource):
         if not self._name_given:
             self.name = desktop_name(display)
 
+    async def start(self, sink: FrameSink, max_fps: float) -> None:
+        """Start grabbing, then follow the cursor's shape (XFixes) and the pointer's position."""
+        await super().start(sink, max_fps)
+        display = self.display
+        assert display is not None
+        try:
+            self._cursor = await asyncio.to_thread(CursorWatcher, display)
+        except CaptureError as exc:
+            logger.info("no cursor shapes for clients: %s", exc)
+            return
+        self._cursor_task = asyncio.create_task(self._follow_cursor(sink, self._cursor, max_fps))
+
+    async def _follow_cursor(self, sink: FrameSink, watcher: CursorWatcher, max_fps: float) -> None:
+        """Publish shape changes as they happen, and the pointer position while clients want frames."""
+
+        async def shapes() -> None:
+            async for img in watcher.changes():
+                sink.set_cursor(img)
+
+        shape_task = asyncio.create_task(shapes())
+        try:
+            while True:
+                await sink.wait_for_demand()
+                try:
+                    x, y = await asyncio.to_thread(watcher.pointer_position)
+                except Exception as exc:  # the display went away: the grab loop reports that
+                    logger.debug("pointer position unavailable: %s", exc)
+                    return
+                sink.set_pointer(x, y)
+                await asyncio.sleep(1 / min(max_fps, 30))
+        finally:
+            shape_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await shape_task
+
     async def _close(self) -> None:
+        task, self._cursor_task = self._cursor_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        watcher, self._cursor = self._cursor, None
+        if watcher is not None:
+            watcher.close()
         self.close_connections()
         injector, self._input = self._input, None
         if injector is not None:
