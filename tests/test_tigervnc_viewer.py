@@ -1,0 +1,300 @@
+"""End to end with TigerVNC's viewer (``vncviewer`` 1.12): what it shows equals what pyvnc serves.
+
+The viewer runs full screen (``-FullScreen=1 -MenuKey=``, so no "F8" hint covers the picture) on a private
+Xvfb exactly the size of the remote desktop, so a grab of that Xvfb's root window *is* the viewer's picture of
+the remote framebuffer. ``-PreferredEncoding=X -AutoSelect=0`` puts encoding X first in its SetEncodings list;
+a spy on the server's encoder selector checks that X is what was actually sent. Lossless encodings must be
+pixel-exact; Tight with JPEG (quality ≥ 6) must reach 30 dB PSNR on a photo. Every wait polls grabs of the
+viewer's display — there are no fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import mss
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image
+
+from pyvnc import PushSource, Server, ServerConfig
+from pyvnc.encoders.base import EncodeJob
+from pyvnc.encoders.select import EncoderSelector
+from pyvnc.protocol.constants import Encoding
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("vncviewer") is None or shutil.which("Xvfb") is None,
+    reason="TigerVNC's vncviewer or Xvfb is not installed",
+)
+
+CORPUS = Path("/work/shared/corpus")
+if not CORPUS.is_dir():
+    CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+
+WIDTH, HEIGHT = 640, 480
+Frame = npt.NDArray[np.uint8]
+
+#: viewer name of an encoding → its RFB number
+ENCODING_NUMBERS = {"Raw": Encoding.RAW, "Hextile": Encoding.HEXTILE, "ZRLE": Encoding.ZRLE, "Tight": Encoding.TIGHT}
+
+
+def corpus_crop(name: str, x: int = 200, y: int = 100, w: int = WIDTH, h: int = HEIGHT) -> Frame:
+    path = CORPUS / f"{name}.png"
+    if not path.exists():
+        pytest.skip(f"corpus image {path} missing")
+    return np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB"))[y : y + h, x : x + w])
+
+
+def start_xvfb(geometry: str) -> tuple[subprocess.Popen[bytes], str]:
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(w), "-screen", "0", geometry, "-nolisten", "tcp", "-noreset", "-br"],
+        pass_fds=(w,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()
+    if not number:
+        proc.kill()
+        proc.wait()
+        pytest.skip("Xvfb did not start")
+    return proc, f":{number}"
+
+
+@pytest.fixture(scope="module")
+def viewer_display() -> Iterator[str]:
+    """One Xvfb, the size of the remote desktop, that every viewer in this module runs on."""
+    proc, display = start_xvfb(f"{WIDTH}x{HEIGHT}x24")
+    try:
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+@pytest.fixture
+def used_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every encoding the server's sessions encode an update with, in order (a spy on EncoderSelector)."""
+    used: list[int] = []
+    original = EncoderSelector.encode
+
+    def spy(self: EncoderSelector, job: EncodeJob) -> tuple[int, list[bytes]]:
+        encoding, rects = original(self, job)
+        used.append(encoding)
+        return encoding, rects
+
+    monkeypatch.setattr(EncoderSelector, "encode", spy)
+    return used
+
+
+def grab(display: str) -> Frame:
+    with mss.MSS(display=display) as sct:
+        shot = sct.grab(sct.monitors[0])
+        return np.asarray(shot)[..., 2::-1].copy()
+
+
+def psnr(a: Frame, b: Frame) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def describe_difference(got: Frame, want: Frame) -> str:
+    diff = np.any(got != want, axis=2)
+    if got.shape != want.shape:
+        return f"shape {got.shape} != {want.shape}"
+    ys, xs = np.nonzero(diff)
+    if len(ys) == 0:
+        return "identical"
+    return (
+        f"{len(ys)} pixels differ, bounding box x {xs.min()}..{xs.max()} y {ys.min()}..{ys.max()}, "
+        f"max channel difference {int(np.abs(got.astype(int) - want.astype(int)).max())}, "
+        f"PSNR {psnr(got, want):.1f} dB"
+    )
+
+
+class Viewer:
+    """A running ``vncviewer`` process on ``display``."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, display: str) -> None:
+        self.proc = proc
+        self.display = display
+
+    async def grab(self) -> Frame:
+        return await asyncio.to_thread(grab, self.display)
+
+    async def log(self) -> str:
+        """The viewer's output so far (only once it has exited)."""
+        assert self.proc.stdout is not None
+        return (await self.proc.stdout.read()).decode(errors="replace")
+
+    async def wait_exact(self, want: Frame, timeout: float = 10.0) -> None:
+        """Poll grabs until the viewer shows exactly ``want``; fail with a description of the last grab."""
+        deadline = time.monotonic() + timeout
+        got = await self.grab()
+        while not np.array_equal(got, want):
+            if self.proc.returncode is not None or time.monotonic() > deadline:
+                await self._fail(f"the viewer never showed the expected picture: {describe_difference(got, want)}")
+            await asyncio.sleep(0.02)
+            got = await self.grab()
+
+    async def wait_settled(self, want: Frame, min_psnr: float, timeout: float = 10.0) -> Frame:
+        """Poll grabs until the picture is close to ``want`` (PSNR ≥ ``min_psnr``) and stops changing."""
+        deadline = time.monotonic() + timeout
+        previous = await self.grab()
+        stable_since = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            got = await self.grab()
+            now = time.monotonic()
+            if not np.array_equal(got, previous):
+                previous, stable_since = got, now
+            elif psnr(got, want) >= min_psnr and now - stable_since >= 0.3:
+                return got
+            if self.proc.returncode is not None or now > deadline:
+                await self._fail(
+                    f"the viewer's picture did not settle near the expected one: {describe_difference(got, want)}"
+                )
+
+    async def _fail(self, message: str) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        await asyncio.wait_for(self.proc.wait(), 10)
+        pytest.fail(f"{message}\nviewer output:\n{(await self.log())[-3000:]}")
+
+
+@asynccontextmanager
+async def run_viewer(display: str, port: int, home: Path, *params: str) -> AsyncIterator[Viewer]:
+    """Start ``vncviewer`` full screen on ``display`` against 127.0.0.1::port; stop it on exit."""
+    home.mkdir(exist_ok=True)
+    # the previous viewer's window must be gone: a leftover picture must not pass for this viewer's
+    await wait_blank(display)
+    env = dict(os.environ, HOME=str(home), DISPLAY=display)  # its ~/.vnc files go to a temporary home
+    proc = await asyncio.create_subprocess_exec(
+        "vncviewer",
+        f"-display={display}",
+        "-FullScreen=1",
+        "-MenuKey=",
+        "-RemoteResize=0",
+        *params,
+        f"127.0.0.1::{port}",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        yield Viewer(proc, display)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        await wait_blank(display)
+
+
+async def wait_blank(display: str, timeout: float = 10.0) -> None:
+    """Poll until ``display`` shows only its black root window (``Xvfb -br``): no viewer window is left."""
+    deadline = time.monotonic() + timeout
+    while (await asyncio.to_thread(grab, display)).any():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{display} still shows a window")
+        await asyncio.sleep(0.02)
+
+
+def serve(frame: Frame, password: str | None = None) -> tuple[Server, PushSource]:
+    source = PushSource(width=frame.shape[1], height=frame.shape[0])
+    source.push(frame)
+    return Server(ServerConfig(port=0, web_port=0, password=password), source=source), source
+
+
+LOSSLESS = [
+    pytest.param("Raw", (), id="raw"),
+    pytest.param("Hextile", (), id="hextile"),
+    pytest.param("ZRLE", (), id="zrle"),
+    pytest.param("Tight", ("-NoJPEG=1",), id="tight-nojpeg"),
+    pytest.param("Tight", ("-NoJPEG=1", "-CompressLevel=0"), id="tight-nojpeg-compress0"),
+    pytest.param("Tight", ("-NoJPEG=1", "-CompressLevel=9"), id="tight-nojpeg-compress9"),
+]
+
+
+@pytest.mark.parametrize("image", ["terminal", "webpage", "desktop", "photo"])
+@pytest.mark.parametrize(("encoding", "extra"), LOSSLESS)
+async def test_lossless_encoding_is_pixel_exact(
+    viewer_display: str, used_encodings: list[int], tmp_path: Path, image: str, encoding: str, extra: tuple[str, ...]
+) -> None:
+    frame = corpus_crop(image)
+    server, _source = serve(frame)
+    async with server:
+        params = (f"-PreferredEncoding={encoding}", "-AutoSelect=0", *extra)
+        async with run_viewer(viewer_display, server.port, tmp_path / "home", *params) as viewer:
+            await viewer.wait_exact(frame)
+    assert used_encodings, "the server encoded nothing"
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
+
+
+@pytest.mark.parametrize("quality", [6, 8, 9])
+async def test_tight_jpeg_quality(viewer_display: str, used_encodings: list[int], tmp_path: Path, quality: int) -> None:
+    frame = corpus_crop("photo")
+    server, _source = serve(frame)
+    async with server:
+        params = ("-PreferredEncoding=Tight", "-AutoSelect=0", "-NoJPEG=0", f"-QualityLevel={quality}")
+        async with run_viewer(viewer_display, server.port, tmp_path / "home", *params) as viewer:
+            got = await viewer.wait_settled(frame, min_psnr=30.0)
+    assert set(used_encodings) == {Encoding.TIGHT}, used_encodings
+    # the photo really took the JPEG path: lossy, yet close to the original
+    assert not np.array_equal(got, frame)
+    assert psnr(got, frame) >= 30.0
+
+
+async def test_password(viewer_display: str, tmp_path: Path) -> None:
+    if shutil.which("vncpasswd") is None:
+        pytest.skip("vncpasswd (tigervnc-tools) is not installed")
+    passwd = tmp_path / "passwd"
+    with passwd.open("wb") as f:
+        subprocess.run(["vncpasswd", "-f"], input=b"s3cret!\n", stdout=f, check=True)
+    frame = corpus_crop("desktop")
+    server, _source = serve(frame, password="s3cret!")
+    async with server:
+        params = (f"-passwd={passwd}", "-PreferredEncoding=ZRLE", "-AutoSelect=0")
+        async with run_viewer(viewer_display, server.port, tmp_path / "home", *params) as viewer:
+            await viewer.wait_exact(frame)
+
+
+@pytest.mark.parametrize(("encoding", "extra"), LOSSLESS[:4])
+async def test_desktop_changes_reach_viewer(
+    viewer_display: str, used_encodings: list[int], tmp_path: Path, encoding: str, extra: tuple[str, ...]
+) -> None:
+    first = corpus_crop("webpage")
+    server, source = serve(first)
+    async with server:
+        params = (f"-PreferredEncoding={encoding}", "-AutoSelect=0", *extra)
+        async with run_viewer(viewer_display, server.port, tmp_path / "home", *params) as viewer:
+            await viewer.wait_exact(first)
+            # a whole new desktop
+            second = corpus_crop("terminal", x=900, y=500)
+            source.push(second)
+            await viewer.wait_exact(second)
+            # small changes in a few places, announced as such
+            third = second.copy()
+            third[10:40, 20:220] = (255, 64, 0)
+            third[300:317, 600:640] = corpus_crop("photo", w=40, h=17)
+            third[479, 0] = (1, 2, 3)
+            source.push(third, rects=[(20, 10, 200, 30), (600, 300, 40, 17), (0, 479, 1, 1)])
+            await viewer.wait_exact(third)
+            # an unannounced change: the source says the whole frame may have changed
+            fourth = third[::-1].copy()
+            source.push(fourth)
+            await viewer.wait_exact(fourth)
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
