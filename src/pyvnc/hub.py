@@ -140,6 +140,9 @@ class FrameHub:
         self.cursor_seq += 1
         self._cursor_moved(old)
 
+    def needs_pointer(self) -> bool:
+        return any(sub.paints_cursor for sub in self._subs)
+
     def set_pointer(self, x: int, y: int) -> None:
         if self.pointer == (x, y):
             return

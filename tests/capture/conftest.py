@@ -55,6 +55,9 @@ class FakeSink:
     def set_pointer(self, x: int, y: int) -> None:
         self.pointers.append((x, y))
 
+    def needs_pointer(self) -> bool:
+        return True
+
     @property
     def last(self) -> FrameArray:
         return self.published[-1][0]

@@ -60,6 +60,9 @@ class FrameSink(Protocol):
     def set_pointer(self, x: int, y: int) -> None:
         """The pointer moved to (x, y) on the desktop."""
 
+    def needs_pointer(self) -> bool:
+        """True while some client has the cursor painted into its frames (so the position matters)."""
+
     def fail(self, error: CaptureError) -> None:
         """The source cannot produce frames any more (the X server went away, say): stop serving."""
 

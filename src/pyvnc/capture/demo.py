@@ -86,9 +86,7 @@ def _fill(frame: FrameArray, x: int, y: int, w: int, h: int, bgr: tuple[int, int
         frame[y0:y1, x0:x1, :3] = bgr
 
 
-def _blend(
-    frame: FrameArray, x: int, y: int, mask: npt.NDArray[np.uint16], bgr: tuple[int, int, int]
-) -> None:
+def _blend(frame: FrameArray, x: int, y: int, mask: npt.NDArray[np.uint16], bgr: tuple[int, int, int]) -> None:
     """Paint ``bgr`` over ``frame`` at (x, y) with coverage ``mask`` (0..256), clipped to the frame."""
     c = _clip(frame, x, y, mask.shape[1], mask.shape[0])
     if c is None:
@@ -167,9 +165,7 @@ class DemoSource(PollingSource):
     thread; the shared state is guarded by a lock.
     """
 
-    def __init__(
-        self, width: int = 1280, height: int = 720, *, animate: bool = True, name: str = "pyvnc demo"
-    ):
+    def __init__(self, width: int = 1280, height: int = 720, *, animate: bool = True, name: str = "pyvnc demo"):
         super().__init__()
         if not (1 <= width <= 16384 and 1 <= height <= 16384):
             raise ValueError(f"demo desktop size must be between 1x1 and 16384x16384, not {width}x{height}")

@@ -77,9 +77,7 @@ def create_source(config: SourceConfig) -> FrameSource:
         source = x11
     else:
         try:
-            source = XvfbSource(
-                width, height, run=config.run, display=config.display, name=config.desktop_name
-            )
+            source = XvfbSource(width, height, run=config.run, display=config.display, name=config.desktop_name)
         except ValueError as exc:
             raise ConfigError(f"display: {exc}") from None
         described = f"a private Xvfb ({width}x{height})" + (f" running {config.run!r}" if config.run else "")

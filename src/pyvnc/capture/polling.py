@@ -128,6 +128,13 @@ class PollingSource(FrameSource):
         """The changed rectangles between two frames of the same size (``None``: all of it). Worker thread."""
         return find_damage(prev, cur)
 
+    def may_have_changed(self) -> bool:
+        """False when the source knows nothing was drawn since the last grab (the grab is skipped).
+
+        Worker thread. The default, True, grabs every time; X11 answers from DAMAGE reports.
+        """
+        return True
+
     async def _open(self) -> None:
         """Acquire resources before the first grab (called by :meth:`start` on the event loop)."""
 
@@ -219,6 +226,8 @@ class PollingSource(FrameSource):
         return frame
 
     def _grab_and_compare(self, prev: FrameArray) -> tuple[FrameArray, list[Rect] | None]:
+        if not self.may_have_changed():
+            return prev, []
         frame = self._checked_grab()
         if frame is prev:
             return frame, []

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import mss
@@ -22,6 +23,7 @@ from ..input.x11 import X11InputSink
 from .base import FrameArray, FrameSink
 from .cursor import CursorWatcher
 from .polling import PollingSource
+from .xdamage import DamageWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class X11Source(PollingSource):
         self._instances_lock = threading.Lock()
         self._input: X11InputSink | None = None
         self._cursor: CursorWatcher | None = None
+        self._damage: DamageWatcher | None = None
+        self._last_full_grab = 0.0
         self._cursor_task: asyncio.Task[None] | None = None
 
     @property
@@ -93,6 +97,19 @@ class X11Source(PollingSource):
             self._instances.append(sct)
         self._local.sct = (self._generation, sct)
         return sct
+
+    #: even with DAMAGE reports, grab at least this often (seconds), in case something draws unreported
+    SAFETY_GRAB_INTERVAL = 1.0
+
+    def may_have_changed(self) -> bool:
+        watcher = self._damage
+        if watcher is None:
+            return True
+        now = time.monotonic()
+        if watcher.take() or now - self._last_full_grab >= self.SAFETY_GRAB_INTERVAL:
+            self._last_full_grab = now
+            return True
+        return False
 
     def grab(self) -> FrameArray:
         sct = self._mss()
@@ -126,6 +143,10 @@ class X11Source(PollingSource):
             raise CaptureError("cannot open X display: no display given and $DISPLAY is not set")
         if not self._name_given:
             self.name = desktop_name(display)
+        try:
+            self._damage = await asyncio.to_thread(DamageWatcher, display)
+        except CaptureError as exc:
+            logger.info("grabbing at up to max_fps without damage reports: %s", exc)
 
     async def start(self, sink: FrameSink, max_fps: float) -> None:
         """Start grabbing, then follow the cursor's shape (XFixes) and the pointer's position."""
@@ -150,6 +171,9 @@ class X11Source(PollingSource):
         try:
             while True:
                 await sink.wait_for_demand()
+                if not sink.needs_pointer():
+                    await asyncio.sleep(0.2)
+                    continue
                 try:
                     x, y = await asyncio.to_thread(watcher.pointer_position)
                 except Exception as exc:  # the display went away: the grab loop reports that
@@ -171,6 +195,9 @@ class X11Source(PollingSource):
         watcher, self._cursor = self._cursor, None
         if watcher is not None:
             watcher.close()
+        damage, self._damage = self._damage, None
+        if damage is not None:
+            damage.close()
         self.close_connections()
         injector, self._input = self._input, None
         if injector is not None:

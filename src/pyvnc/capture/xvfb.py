@@ -55,9 +55,7 @@ def _display_in_use(n: int) -> bool:
     return os.path.exists(f"/tmp/.X{n}-lock") or os.path.exists(f"/tmp/.X11-unix/X{n}")
 
 
-async def _terminate(
-    proc: subprocess.Popen[bytes], what: str, group: bool = False, timeout: float = 5.0
-) -> None:
+async def _terminate(proc: subprocess.Popen[bytes], what: str, group: bool = False, timeout: float = 5.0) -> None:
     """SIGTERM ``proc`` (its process group if ``group``), wait up to ``timeout``, then SIGKILL."""
     if proc.poll() is not None:
         return
@@ -161,9 +159,7 @@ class XvfbSource(X11Source):
         if self.requested_display is not None:
             n = self.requested_display
             if _display_in_use(n):
-                raise CaptureError(
-                    f"cannot start Xvfb on :{n}: that display is in use (/tmp/.X{n}-lock exists)"
-                )
+                raise CaptureError(f"cannot start Xvfb on :{n}: that display is in use (/tmp/.X{n}-lock exists)")
             result = await self._try_display(xvfb, n)
             if result is not None:
                 raise CaptureError(f"Xvfb failed to start on :{n}: {result}")
@@ -179,9 +175,7 @@ class XvfbSource(X11Source):
                 return
             if "already active" in result or "server already running" in result.lower() or attempts >= 20:
                 if attempts >= 20:
-                    raise CaptureError(
-                        f"Xvfb could not find a free display after {attempts} attempts: {result}"
-                    )
+                    raise CaptureError(f"Xvfb could not find a free display after {attempts} attempts: {result}")
                 n += 1  # another X server took :n between our check and Xvfb's
                 continue
             raise CaptureError(f"Xvfb failed to start on :{n}: {result}")
@@ -260,9 +254,7 @@ class XvfbSource(X11Source):
         if proc.returncode is not None and proc.returncode != 0 and not answer:
             lines = [ln for ln in output.splitlines() if ln.strip()]
             return " / ".join(lines[-3:]) or f"exit status {proc.returncode}"
-        return f"not ready within {self.startup_timeout:g} s" + (
-            f" ({output.splitlines()[-1]})" if output else ""
-        )
+        return f"not ready within {self.startup_timeout:g} s" + (f" ({output.splitlines()[-1]})" if output else "")
 
     def _start_session(self, command: str) -> None:
         args = shlex.split(command)
