@@ -106,7 +106,13 @@ class X11Source(PollingSource):
         if watcher is None:
             return True
         now = time.monotonic()
-        if watcher.take() or now - self._last_full_grab >= self.SAFETY_GRAB_INTERVAL:
+        try:
+            dirty = watcher.take()
+        except Exception as exc:  # the X server went away: let the grab report it
+            logger.debug("damage reports stopped: %s", exc)
+            self._damage = None
+            return True
+        if dirty or now - self._last_full_grab >= self.SAFETY_GRAB_INTERVAL:
             self._last_full_grab = now
             return True
         return False
