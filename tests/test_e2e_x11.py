@@ -166,3 +166,54 @@ async def test_x_server_going_away_ends_serving(xvfb: tuple[subprocess.Popen[byt
             pass
 
     await asyncio.wait_for(until_eof(), 5)  # the server closed the connection
+
+
+@pytest.mark.skipif(shutil.which("xrandr") is None, reason="xrandr is not installed")
+async def test_set_desktop_size_resizes_managed_xvfb_and_xrandr_changes_reach_clients() -> None:
+    import struct
+
+    from pyvnc.capture.xvfb import XvfbSource
+
+    source = XvfbSource(640, 480)
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        asker = await RFBClient.connect("127.0.0.1", server.port)
+        other = await RFBClient.connect("127.0.0.1", server.port)
+        for c in (asker, other):
+            c.set_encodings([0, -308, -239])  # clients draw the cursor: frames are the bare screen
+            c.request()
+            await c.read_update()
+            assert (c.width, c.height) == (640, 480)
+        msg = bytes([251, 0]) + struct.pack(">HHBx", 800, 600, 1) + struct.pack(">IHHHHI", 0, 0, 0, 800, 600, 0)
+        asker.writer.write(msg)
+        asker.request(incremental=True)
+        other.request(incremental=True)
+        for _ in range(10):
+            update = await asyncio.wait_for(asker.read_update(), 10)
+            eds = [r for r in update.rects if r[4] == -308]
+            if eds:
+                break
+            asker.request(incremental=True)
+        assert eds[0][:4] == (1, 0, 800, 600)  # reason: this client, status: no error
+        assert (asker.width, asker.height) == (800, 600)
+        for _ in range(10):
+            await asyncio.wait_for(other.read_update(), 10)
+            if (other.width, other.height) == (800, 600):
+                break
+            other.request(incremental=True)
+        assert (other.width, other.height) == (800, 600)
+        assert source.display is not None
+        # beyond the maximum: out of resources, nothing changes
+        asker.writer.write(
+            bytes([251, 0]) + struct.pack(">HHBx", 9000, 600, 1) + struct.pack(">IHHHHI", 0, 0, 0, 9000, 600, 0)
+        )
+        asker.request(incremental=True)
+        for _ in range(10):
+            update = await asyncio.wait_for(asker.read_update(), 10)
+            eds = [r for r in update.rects if r[4] == -308]
+            if eds:
+                break
+            asker.request(incremental=True)
+        assert eds[0][:2] == (1, 2)
+        assert np.array_equal(asker.fb, grab(source.display))
+        await asker.close()
+        await other.close()

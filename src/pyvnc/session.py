@@ -106,6 +106,8 @@ class Session:
         self._busy = False
         self._confirmed: set[int] = set()
         self._cursor_seq_sent = -1
+        self._resize_target: tuple[int, int] | None = None
+        self._resize_task: asyncio.Task[None] | None = None
         self.updates_sent = 0
         self.bytes_sent = 0
         self._closing_reason: str | None = None
@@ -242,18 +244,7 @@ class Session:
                 self.config.max_cut_text,
             )
         elif isinstance(event, DesktopSizeRequested):
-            # rfbproto 7.5.9: answer with an ExtendedDesktopSize rectangle, reason "this client"
-            w, h = self.hub.size
-            self._pending_pseudo.append(
-                extended_desktop_size_rect(
-                    ExtendedDesktopSizeReason.THIS_CLIENT,
-                    ExtendedDesktopSizeStatus.PROHIBITED,
-                    w,
-                    h,
-                    (Screen(0, 0, 0, w, h),),
-                )
-            )
-            self._wake.set()
+            self._resize_task = asyncio.create_task(self._resize_desktop(event))
         elif isinstance(event, Closed):
             if event.error:
                 log.warning("%s: closing: %s", self.peer, event.reason)
@@ -369,9 +360,13 @@ class Session:
         if size != self._client_size:
             w, h = size
             if proto.supports(Encoding.EXTENDED_DESKTOP_SIZE):
+                reason = ExtendedDesktopSizeReason.SERVER
+                if self._resize_target == (w, h):
+                    reason = ExtendedDesktopSizeReason.THIS_CLIENT
+                    self._resize_target = None
                 out.append(
                     extended_desktop_size_rect(
-                        ExtendedDesktopSizeReason.SERVER,
+                        reason,
                         ExtendedDesktopSizeStatus.NO_ERROR,
                         w,
                         h,
@@ -409,6 +404,34 @@ class Session:
             out.append(desktop_name_rect(self.hub.name))
             self._client_name = self.hub.name
         return out
+
+    async def _resize_desktop(self, event: DesktopSizeRequested) -> None:
+        """SetDesktopSize (rfbproto 7.5.9): resize the source if it can, and answer with an
+        ExtendedDesktopSize rectangle of reason "this client" and the outcome's status."""
+        resize = getattr(self.source, "set_desktop_size", None)
+        w, h = event.width, event.height
+        status: int = ExtendedDesktopSizeStatus.PROHIBITED
+        if self.view_only:
+            log.info("%s: view-only client may not resize the desktop", self.peer)
+        elif callable(resize):
+            # the size change this causes is this client's answer (reason "this client"), see _pseudo_rects
+            self._resize_target = (w, h)
+            status = await resize(w, h)
+            if status == ExtendedDesktopSizeStatus.NO_ERROR:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 3
+                while self.hub.size != (w, h) and loop.time() < deadline:
+                    await asyncio.sleep(0.02)
+                if self.hub.size == (w, h):
+                    self._wake.set()
+                    return  # the updater sends the new size as the answer (or already did)
+                status = ExtendedDesktopSizeStatus.INVALID_LAYOUT
+            self._resize_target = None
+        size = self.hub.size
+        self._pending_pseudo.append(
+            extended_desktop_size_rect(ExtendedDesktopSizeReason.THIS_CLIENT, status, *size, (Screen(0, 0, 0, *size),))
+        )
+        self._wake.set()
 
     def _cursor_encoding(self) -> int | None:
         """The cursor pseudo-encoding this client prefers (rfbproto 7.8.1 and after), or None: paint it in."""

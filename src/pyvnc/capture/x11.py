@@ -112,6 +112,10 @@ class X11Source(PollingSource):
             logger.debug("damage reports stopped: %s", exc)
             self._damage = None
             return True
+        size = watcher.root_size
+        if size is not None and self._frame is not None and size != (self._frame.shape[1], self._frame.shape[0]):
+            # the screen was resized (xrandr): mss keeps the old geometry, so reconnect it
+            self.close_connections()
         if dirty or now - self._last_full_grab >= self.SAFETY_GRAB_INTERVAL:
             self._last_full_grab = now
             return True

@@ -46,6 +46,8 @@ class DamageWatcher:
         self._event_type = d.extension_event.DamageNotify
         self._lock = threading.Lock()
         self._dirty = True  # the first take() says "grab"
+        #: the root window's size as the latest damage report gave it
+        self.root_size: tuple[int, int] | None = None
 
     def take(self) -> bool:
         """True if something was drawn since the last call (and re-arm the report). Never blocks."""
@@ -60,6 +62,8 @@ class DamageWatcher:
                 code = etype[0] if isinstance(etype, tuple) else etype
                 if ev.type == code:
                     dirty = True
+                    geometry = ev.drawable_geometry
+                    self.root_size = (int(geometry.width), int(geometry.height))
             if dirty:
                 # subtract before the caller grabs: anything drawn from now on raises a new event
                 d.damage_subtract(self._damage)

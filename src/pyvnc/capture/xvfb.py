@@ -112,6 +112,9 @@ class XvfbSource(X11Source):
             self.name = f"pyvnc on {socket.gethostname()}"  # completed with the display number by start()
         self.width = width
         self.height = height
+        self._modes: set[str] = set()
+        resizable = shutil.which("xrandr") is not None
+        self._max_size = (max(width, self.MAX_WIDTH), max(height, self.MAX_HEIGHT)) if resizable else (width, height)
         self.depth = depth
         self.run = run
         self.first_display = first_display
@@ -148,6 +151,8 @@ class XvfbSource(X11Source):
             raise CaptureError("Xvfb is not installed (on Debian/Ubuntu: apt-get install xvfb)")
         try:
             await self._start_xvfb(xvfb)
+            if self._max_size != (self.width, self.height):
+                await asyncio.to_thread(self._resize_screen, self.width, self.height)
             if self.run:
                 self._start_session(self.run)
             await super()._open()
@@ -191,7 +196,9 @@ class XvfbSource(X11Source):
             f":{n}",
             "-screen",
             "0",
-            f"{self.width}x{self.height}x{self.depth}",
+            # with xrandr at hand: the largest size clients may resize to (SetDesktopSize), shrunk to the
+            # geometry right away; without it, the geometry and no resizing
+            f"{self._max_size[0]}x{self._max_size[1]}x{self.depth}",
             "-nolisten",
             "tcp",
             "-noreset",
@@ -255,6 +262,57 @@ class XvfbSource(X11Source):
             lines = [ln for ln in output.splitlines() if ln.strip()]
             return " / ".join(lines[-3:]) or f"exit status {proc.returncode}"
         return f"not ready within {self.startup_timeout:g} s" + (f" ({output.splitlines()[-1]})" if output else "")
+
+    #: the screen can grow to this size on a client's SetDesktopSize (Xvfb allocates it up front: ~33 MB)
+    MAX_WIDTH = 3840
+    MAX_HEIGHT = 2160
+
+    def _resize_screen(self, width: int, height: int) -> None:
+        """Set the X screen size with RandR through the ``xrandr`` tool; worker thread.
+
+        Xvfb offers one mode (its full size), so a mode of the wanted size is created and added to its output
+        first; the output then switches to it and the screen shrinks or grows to match.
+        """
+        display = self.display
+        assert display is not None
+        xrandr = shutil.which("xrandr")
+        if xrandr is None:
+            raise CaptureError("xrandr is not installed (apt-get install x11-xserver-utils)")
+        env = dict(os.environ, DISPLAY=display)
+        mode = f"{width}x{height}_pyvnc"
+        if mode not in self._modes:
+            for args in (
+                ["--newmode", mode, "0", str(width), "0", "0", "0", str(height), "0", "0", "0"],
+                ["--addmode", "screen", mode],
+            ):
+                subprocess.run([xrandr, *args], env=env, capture_output=True, timeout=10, check=True)
+            self._modes.add(mode)
+        subprocess.run(
+            [xrandr, "--output", "screen", "--mode", mode, "--fb", f"{width}x{height}"],
+            env=env,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
+
+    async def set_desktop_size(self, width: int, height: int) -> int:
+        """A client asked for a new size (SetDesktopSize): resize the virtual screen.
+
+        Returns an ExtendedDesktopSize status: 0 done, 2 out of resources (beyond the maximum the Xvfb was
+        started with), 3 invalid.
+        """
+        max_w, max_h = self._max_size
+        if not (width >= 16 and height >= 16):
+            return 3
+        if width > max_w or height > max_h:
+            return 2
+        try:
+            await asyncio.to_thread(self._resize_screen, width, height)
+        except Exception as exc:
+            logger.warning("resizing the virtual screen to %dx%d failed: %s", width, height, exc)
+            return 3
+        logger.info("virtual screen resized to %dx%d", width, height)
+        return 0
 
     def _start_session(self, command: str) -> None:
         args = shlex.split(command)
