@@ -181,6 +181,9 @@ class RFBClient:
                 await self.read(16 * ns)
                 if x == 0 or (x == 1 and y == 0) or x == 2:
                     self._resize(w, h)
+            elif enc == 1:  # CopyRect: copy within our own framebuffer
+                sx, sy = struct.unpack(">HH", await self.read(4))
+                self.fb[y : y + h, x : x + w] = self.fb[sy : sy + h, sx : sx + w].copy()
             elif enc == -224:  # LastRect
                 break
             elif enc == -239:  # Cursor: pixels in our format, then a 1-bit mask

@@ -98,6 +98,43 @@ async def test_client_frame_equals_mss_grab_and_changes_arrive(xvfb: tuple[subpr
         await client.close()
 
 
+async def test_scrolling_arrives_as_copyrect(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
+    from Xlib import X
+
+    _proc, display = xvfb
+    painter = RootPainter(display)
+    rng = np.random.default_rng(9)
+    painter.rect(0, 0, 640, 480, 0xF0F0F0)
+    for _ in range(300):  # text-like content in a "window"
+        painter.gc.change(foreground=int(rng.integers(0, 1 << 24)))
+        painter.root.fill_rectangle(painter.gc, int(rng.integers(40, 590)), int(rng.integers(40, 430)), 7, 12)
+    painter.d.sync()
+    async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([1, 0, -239])
+        client.request()
+        await client.read_update()
+        for step in range(5):
+            # scroll the window up by 20 rows and draw a new line at its bottom, as a terminal does
+            gc = painter.root.create_gc(subwindow_mode=X.IncludeInferiors)
+            painter.root.copy_area(gc, painter.root, 40, 60, 560, 380, 40, 40)
+            painter.rect(40, 420, 560, 20, 0xF0F0F0 - step)
+            expected = grab(display)
+            got_copy = False
+            for _ in range(5):
+                client.request(incremental=True)
+                update = await asyncio.wait_for(client.read_update(), 5)
+                got_copy = got_copy or any(r[4] == 1 for r in update.rects)
+                if np.array_equal(client.fb, expected):
+                    break
+            assert np.array_equal(client.fb, expected), step
+            assert got_copy, update.rects
+            raw_area = sum(r[2] * r[3] for r in update.rects if r[4] == 0)
+            assert raw_area < 560 * 380 // 2, update.rects  # only the exposed strip travels as pixels
+        await client.close()
+    painter.close()
+
+
 async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
     from pyvnc.capture.cursor import CursorWatcher, paint_cursor
 

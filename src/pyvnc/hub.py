@@ -17,6 +17,7 @@ from .errors import CaptureError
 
 if TYPE_CHECKING:
     from .capture.cursor import CursorImage
+    from .capture.scroll import Copy
 from .region import Rect, Region
 
 
@@ -35,6 +36,9 @@ class Subscription:
         self.on_bell: Callable[[], None] | None = None
         #: True when this session paints the cursor into its frames (its client draws none itself)
         self.paints_cursor = False
+        #: True when the client takes CopyRect; then a scroll waiting to be sent as a copy
+        self.accepts_copies = False
+        self.pending_copy: Copy | None = None
 
     @property
     def wants(self) -> bool:
@@ -88,8 +92,9 @@ class FrameHub:
 
     # --- FrameSink -----------------------------------------------------------------------------------------
 
-    def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None) -> None:
-        """Make ``frame`` the latest; ``rects`` are the changed areas (None: all of it)."""
+    def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None, copies: Sequence[Copy] = ()) -> None:
+        """Make ``frame`` the latest; ``rects`` are the changed areas (None: all of it); ``copies`` moved
+        content (see :class:`~pyvnc.capture.scroll.Copy`)."""
         if frame.ndim != 3 or frame.shape[2] != 4 or frame.dtype != np.uint8:
             raise ValueError(f"frames must be (H, W, 4) uint8 BGRX arrays, got {frame.shape} {frame.dtype}")
         resized = frame.shape[:2] != self.frame.shape[:2]
@@ -98,13 +103,23 @@ class FrameHub:
         whole = Rect(0, 0, frame.shape[1], frame.shape[0])
         if resized or rects is None:
             changed = [whole]
+            copies = ()
         else:
             changed = [c for r in rects if (c := Rect(*r).intersect(whole)) is not None]
-        if not changed:
+        if not changed and not copies:
             return
         for sub in self._subs:
             if resized:
                 sub.damage.clear()
+                sub.pending_copy = None
+            for copy in copies:
+                src = Rect(copy.src_x, copy.src_y, copy.dst.w, copy.dst.h)
+                # the client's pixels at src are the previous frame's only where it has no unsent damage;
+                # and copies are not chained: one at a time per session
+                if sub.accepts_copies and sub.pending_copy is None and not sub.damage.intersects(src):
+                    sub.pending_copy = copy
+                else:
+                    sub.damage.add(copy.dst)
             sub.damage.update(changed)
             sub.changed.set()
 

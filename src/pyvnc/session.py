@@ -46,6 +46,7 @@ from .protocol.messages import (
     empty_pseudo_rect,
     extended_desktop_size_rect,
     led_state_rect,
+    rect_header,
 )
 from .protocol.pixelformat import converter_for, effective_format
 from .protocol.security import vncauth
@@ -181,7 +182,7 @@ class Session:
             self._client_name = self.hub.name
             proto.send_server_init(width, height, self.hub.name)
             self.sub = self.hub.subscribe()
-            self.sub.paints_cursor = self._cursor_encoding() is None
+            self._sync_subscription()
             self.sub.on_clipboard = self.send_clipboard
             self.sub.on_bell = self.send_bell
             self._established.set()
@@ -190,8 +191,7 @@ class Session:
             self.encoders.configure(event.encodings)
             self._confirm_extensions()
             self._cursor_seq_sent = -1  # (re)send the shape in whichever cursor encoding is now preferred
-            if self.sub is not None:
-                self.sub.paints_cursor = self._cursor_encoding() is None
+            self._sync_subscription()
             if not proto.supports(Encoding.FENCE):
                 self.pacer.reset()
         elif isinstance(event, ContinuousUpdatesChanged):
@@ -308,7 +308,17 @@ class Session:
             to_send = proto.full_request.copy()
             for r in area:
                 to_send.update(sub.damage.intersect(r))
-            if not to_send and not pseudo:
+            copy_rects: list[bytes] = []
+            copy, sub.pending_copy = sub.pending_copy, None
+            if copy is not None:
+                if any(r.contains(copy.dst) for r in area) and not proto.full_request.intersects(copy.dst):
+                    # rfbproto 7.7.2: first in the update, so it reads the client's pixels before others land
+                    copy_rects.append(
+                        rect_header(*copy.dst, Encoding.COPY_RECT) + struct.pack(">HH", copy.src_x, copy.src_y)
+                    )
+                else:
+                    to_send.add(copy.dst)
+            if not to_send and not pseudo and not copy_rects:
                 sub.wants = True  # wait for the source to change something we were asked for
                 continue
             full, _requested = proto.take_request()
@@ -333,9 +343,11 @@ class Session:
                     again.update(full)
                     proto.restore_request(again, again)
                     self._pending_pseudo[:0] = pseudo
+                    if copy_rects and copy is not None:
+                        sub.damage.add(copy.dst)
                     self._wake.set()
                     continue
-                rects = pseudo + encoded
+                rects = pseudo + copy_rects + encoded
                 proto.send_update(rects)
                 nbytes = sum(len(r) for r in rects) + 4
                 self.updates_sent += 1
@@ -432,6 +444,17 @@ class Session:
             extended_desktop_size_rect(ExtendedDesktopSizeReason.THIS_CLIENT, status, *size, (Screen(0, 0, 0, *size),))
         )
         self._wake.set()
+
+    def _sync_subscription(self) -> None:
+        """Tell the hub what this client draws itself (cursor) and takes (CopyRect)."""
+        if self.sub is None:
+            return
+        self.sub.paints_cursor = self._cursor_encoding() is None
+        # a painted-in cursor would be copied along with the content, so such clients get no copies
+        self.sub.accepts_copies = self.protocol.supports(Encoding.COPY_RECT) and not self.sub.paints_cursor
+        if not self.sub.accepts_copies and self.sub.pending_copy is not None:
+            self.sub.damage.add(self.sub.pending_copy.dst)
+            self.sub.pending_copy = None
 
     def _cursor_encoding(self) -> int | None:
         """The cursor pseudo-encoding this client prefers (rfbproto 7.8.1 and after), or None: paint it in."""

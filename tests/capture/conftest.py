@@ -20,12 +20,14 @@ class FakeSink:
         self.names: list[str] = []
         self.demand = True
         self.failures: list[Exception] = []
+        self.copies: list[list[object]] = []
         self.clipboards: list[str] = []
         self.bells = 0
         self.cursors: list[object] = []
         self.pointers: list[tuple[int, int]] = []
 
-    def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None) -> None:
+    def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None, copies: Sequence[object] = ()) -> None:
+        self.copies.append(list(copies))
         assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 4
         assert not np.any(frame[..., 3]), "byte 3 of a published frame must be 0"
         self.published.append((frame, None if rects is None else list(rects)))

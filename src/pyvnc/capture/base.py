@@ -26,6 +26,7 @@ from ..region import Rect
 
 if TYPE_CHECKING:
     from .cursor import CursorImage
+    from .scroll import Copy
 
 FrameArray = npt.NDArray[np.uint8]
 
@@ -33,8 +34,11 @@ FrameArray = npt.NDArray[np.uint8]
 class FrameSink(Protocol):
     """Where a source publishes frames (implemented by :class:`pyvnc.hub.FrameHub`)."""
 
-    def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None) -> None:
+    def publish(self, frame: FrameArray, rects: Sequence[Rect] | None = None, copies: Sequence[Copy] = ()) -> None:
         """Publish a new frame; ``rects`` lists the changed areas, ``None`` means all of it changed.
+
+        ``copies`` are areas whose new pixels are the previous frame's pixels from elsewhere (scrolling):
+        clients that support CopyRect get them as copies, others as changed areas.
 
         Must be called on the event loop thread. A frame of a new size is a desktop resize.
         """

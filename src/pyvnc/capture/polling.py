@@ -21,6 +21,7 @@ import numpy.typing as npt
 from ..errors import CaptureError
 from ..region import Rect
 from .base import FrameArray, FrameSink, FrameSource
+from .scroll import Copy, find_copy
 
 logger = logging.getLogger(__name__)
 
@@ -225,15 +226,33 @@ class PollingSource(FrameSource):
             )
         return frame
 
-    def _grab_and_compare(self, prev: FrameArray) -> tuple[FrameArray, list[Rect] | None]:
+    #: look for scrolled or moved content (CopyRect) in big damaged areas
+    detect_copies = True
+
+    def _grab_and_compare(self, prev: FrameArray) -> tuple[FrameArray, list[Rect] | None, list[Copy]]:
         if not self.may_have_changed():
-            return prev, []
+            return prev, [], []
         frame = self._checked_grab()
         if frame is prev:
-            return frame, []
+            return frame, [], []
         if frame.shape != prev.shape:
-            return frame, None
-        return frame, self.damage(prev, frame)
+            return frame, None, []
+        rects = self.damage(prev, frame)
+        copies: list[Copy] = []
+        if rects and self.detect_copies:
+            # one copy per frame, looked for in the bounds of all damage (a scrolled window is damaged in
+            # several tile bands), else in the biggest damaged rectangle
+            bounds = rects[0]
+            for r in rects[1:]:
+                bounds = bounds.union_bounds(r)
+            biggest = max(rects, key=lambda r: r.area)
+            copy = find_copy(prev, frame, bounds)
+            if copy is None and biggest != bounds:
+                copy = find_copy(prev, frame, biggest)
+            if copy is not None:
+                copies.append(copy)
+                rects = [piece for r in rects for piece in r.subtract(copy.dst)]
+        return frame, rects, copies
 
     async def _run(self, sink: FrameSink, interval: float) -> None:
         loop = asyncio.get_running_loop()
@@ -252,15 +271,15 @@ class PollingSource(FrameSource):
             prev = self._frame
             assert prev is not None
             try:
-                frame, rects = await loop.run_in_executor(executor, self._grab_and_compare, prev)
+                frame, rects, copies = await loop.run_in_executor(executor, self._grab_and_compare, prev)
             except CaptureError as exc:
                 self.failed = exc
                 sink.fail(exc)  # the server logs it once, tells clients and shuts down
                 raise
-            if rects is not None and not rects:
+            if rects is not None and not rects and not copies:
                 continue
             self._frame = frame
-            sink.publish(frame, rects)
+            sink.publish(frame, rects, copies)
 
 
 def _consume_error(task: asyncio.Task[None]) -> None:
