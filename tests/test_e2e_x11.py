@@ -7,11 +7,14 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import mss
 import numpy as np
 import pytest
+from PIL import Image
 from rfbclient import RFBClient
 
 from pyvnc import Server, ServerConfig
@@ -254,3 +257,28 @@ async def test_set_desktop_size_resizes_managed_xvfb_and_xrandr_changes_reach_cl
         assert np.array_equal(asker.fb, grab(source.display))
         await asker.close()
         await other.close()
+
+
+async def test_vncdotool_capture_equals_mss_grab(xvfb: tuple[subprocess.Popen[bytes], str], tmp_path: Path) -> None:
+    """vncdotool asks for the Cursor pseudo-encoding, so its picture is the bare screen, as mss grabs it."""
+    _proc, display = xvfb
+    painter = RootPainter(display)
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        painter.rect(int(rng.integers(0, 600)), int(rng.integers(0, 440)), 40, 30, int(rng.integers(0, 1 << 24)))
+    painter.close()
+    async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
+        out = tmp_path / "cap.png"
+        vncdo = str(Path(sys.executable).with_name("vncdo"))
+        proc = await asyncio.create_subprocess_exec(
+            vncdo,
+            "-s",
+            f"127.0.0.1::{server.port}",
+            "capture",
+            str(out),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        text, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, text
+        assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), grab(display))
