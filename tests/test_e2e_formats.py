@@ -270,3 +270,32 @@ async def test_shutdown_closes_clients_and_stops_listening() -> None:
     assert server.sessions == []
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_split_rects_covers_exactly() -> None:
+    from pyvnc.encoders.select import split_rects
+    from pyvnc.region import Rect, Region
+
+    rects = [Rect(0, 0, 1920, 1080), Rect(5, 5, 3, 3)]
+    groups = split_rects(rects, 2)
+    assert len(groups) == 2
+    pieces = [r for g in groups for r in g]
+    assert sum(r.area for r in pieces) == sum(r.area for r in rects)
+    assert Region(pieces).area == 1920 * 1080  # no overlaps, nothing lost
+    loads = [sum(r.area for r in g) for g in groups]
+    assert max(loads) <= 0.6 * sum(loads)
+
+
+async def test_big_raw_update_split_across_cores_is_exact() -> None:
+    source = PushSource(width=1280, height=720)
+    rgb = frame_rgb(12, h=720, w=1280)
+    source.push(rgb)
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        for encodings in ([0], [5, 0]):
+            client = await RFBClient.connect("127.0.0.1", server.port)
+            client.set_encodings(encodings)
+            client.request()
+            update = await client.read_update()
+            assert len(update.rects) > 1  # it was split
+            assert np.array_equal(client.fb, rgb)
+            await client.close()

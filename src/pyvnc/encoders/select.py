@@ -8,7 +8,10 @@ palette and RLE tiles; RRE and Hextile fall back to Raw where that is smaller.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from ..protocol.constants import (
     COMPRESS_LEVEL_MAX,
@@ -18,6 +21,7 @@ from ..protocol.constants import (
     Encoding,
 )
 from ..protocol.pixelformat import PixelFormat
+from ..region import Rect
 from .base import EncodeJob, Encoder
 from .hextile import HextileEncoder
 from .jpeg import JPEGEncoder
@@ -39,6 +43,41 @@ ENCODERS: dict[int, type[Encoder]] = {
     Encoding.TIGHT_PNG: TightPNGEncoder,
     Encoding.JPEG: JPEGEncoder,
 }
+
+
+#: encodings without state between rectangles: a big update can be split across cores
+STATELESS = frozenset({Encoding.RAW, Encoding.RRE, Encoding.HEXTILE, Encoding.JPEG})
+#: updates of at least this many pixels are split (numpy, zlib and libjpeg-turbo release the GIL)
+SPLIT_PIXELS = 512 * 1024
+_CORES = os.cpu_count() or 1
+_split_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _split_pool
+    if _split_pool is None:
+        _split_pool = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="pyvnc-split")
+    return _split_pool
+
+
+def split_rects(rects: Sequence[Rect], parts: int) -> list[list[Rect]]:
+    """``rects`` dealt into ``parts`` groups of about equal area, big rectangles cut into bands of rows."""
+    total = sum(r.area for r in rects)
+    share = max(1, -(-total // parts))
+    pieces: list[Rect] = []
+    for r in rects:
+        if r.area > share and r.h > 1:
+            rows = max(1, share // max(1, r.w))
+            pieces.extend(Rect(r.x, y, r.w, min(rows, r.bottom - y)) for y in range(r.y, r.bottom, rows))
+        else:
+            pieces.append(r)
+    groups: list[list[Rect]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for piece in sorted(pieces, key=lambda p: -p.area):
+        i = loads.index(min(loads))
+        groups[i].append(piece)
+        loads[i] += piece.area
+    return [g for g in groups if g]
 
 
 def _supports(cls: type[Encoder], pf: PixelFormat) -> bool:
@@ -86,7 +125,16 @@ class EncoderSelector:
     def encode(self, job: EncodeJob) -> tuple[int, list[bytes]]:
         """Encode ``job`` (in a worker thread): the encoding used and the encoded rectangles."""
         encoding = self.encoding_for(job.pixel_format)
-        return encoding, self.encoder(encoding).encode(self.job(job))
+        encoder = self.encoder(encoding)
+        job = self.job(job)
+        if encoding in STATELESS and _CORES > 1 and sum(r.area for r in job.rects) >= SPLIT_PIXELS:
+            groups = split_rects(job.rects, _CORES)
+            futures = [_pool().submit(encoder.encode, replace(job, rects=tuple(g))) for g in groups[1:]]
+            out = encoder.encode(replace(job, rects=tuple(groups[0])))
+            for f in futures:
+                out.extend(f.result())
+            return encoding, out
+        return encoding, encoder.encode(job)
 
     def discard(self, encoding: int) -> bool:
         """An encode with ``encoding`` is to be thrown away unsent; True if that is safe.
