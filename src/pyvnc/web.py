@@ -30,6 +30,10 @@ from .config import ServerConfig
 from .streams import Stream, format_peer
 
 log = logging.getLogger(__name__)
+#: the websockets library logs every HTTP request at INFO; pyvnc logs connections itself, so only its
+#: warnings and errors are shown unless this logger's level is lowered
+_ws_log = logging.getLogger(__name__ + ".websockets")
+_ws_log.setLevel(logging.WARNING)
 
 #: where our page lives: the repository's web/ folder (next to src/ in a checkout)
 WEB_ROOT = Path(__file__).resolve().parent.parent.parent / "web"
@@ -180,6 +184,7 @@ class WebListener:
                 ping_interval=20,
                 compression=None,  # RFB data is compressed already, or meant to be cheap
                 server_header="pyvnc",
+                logger=_ws_log,
                 ssl=ssl_ctx,
                 reuse_address=True,
             )
