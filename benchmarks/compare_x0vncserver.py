@@ -45,7 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path("/work/shared/corpus")
+CORPUS = ROOT.parent / "shared" / "corpus"
+if not CORPUS.is_dir():
+    CORPUS = Path("/work/shared/corpus")
 IMAGES = ("terminal", "webpage", "desktop", "photo", "noise")
 WIDTH, HEIGHT = 1920, 1080
 CLK_TCK = os.sysconf("SC_CLK_TCK")

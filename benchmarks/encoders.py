@@ -33,7 +33,9 @@ from pyvnc.encoders.zrle import ZRLEEncoder
 from pyvnc.protocol.pixelformat import NATIVE, PixelFormat
 from pyvnc.region import Rect
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+if not CORPUS.is_dir():
+    CORPUS = Path("/work/shared/corpus")
 IMAGES = ("desktop", "terminal", "webpage", "photo", "noise")
 
 #: noVNC's pixel format: 32 bpp true colour, little-endian, red shift 0, green 8, blue 16

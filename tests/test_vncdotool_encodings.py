@@ -34,9 +34,10 @@ from pyvnc.encoders.select import EncoderSelector
 
 Frame = npt.NDArray[np.uint8]
 
-CORPUS = Path("/work/shared/corpus")
+# shared/ sits beside the checkout (in CI too); /work/shared is its usual place on these machines
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 if not CORPUS.is_dir():
-    CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+    CORPUS = Path("/work/shared/corpus")
 
 RAW, COPYRECT, RRE, HEXTILE, ZRLE = 0, 1, 2, 5, 16
 LAST_RECT, DESKTOP_SIZE = -224, -223

@@ -19,7 +19,10 @@ from pyvnc.protocol.pixelformat import PixelFormat
 
 Frame = NDArray[np.uint8]
 
-CORPUS = Path("/work/shared/corpus")
+# shared/ sits beside the checkout (in CI too); /work/shared is its usual place on these machines
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+if not CORPUS.is_dir():
+    CORPUS = Path("/work/shared/corpus")
 CORPUS_IMAGES = ("desktop", "terminal", "webpage", "photo", "noise")
 
 #: noVNC's client pixel format: 32 bpp, depth 24, little-endian, red shift 0, green 8, blue 16
