@@ -155,7 +155,10 @@ async def test_set_desktop_size_prohibited(served: tuple[Server, PushSource, np.
     client.writer.write(msg)
     client.request(incremental=True)
     update = await client.read_update()
-    x, y, w, h, enc = update.rects[0]
+    eds = [r for r in update.rects if r[4] == -308]
+    # first the announcement of the current size (reason: server), then the answer
+    assert eds[0] == (0, 0, W, H, -308)
+    x, y, w, h, enc = eds[-1]
     assert (x, y, enc) == (1, 1, -308)  # reason: this client; status: prohibited
     assert (w, h) == (W, H)
     await client.close()

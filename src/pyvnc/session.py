@@ -470,6 +470,16 @@ class Session:
             if proto.supports(enc) and enc not in self._confirmed:
                 self._confirmed.add(enc)
                 self._pending_pseudo.append(empty_pseudo_rect(enc))
+        if proto.supports(Encoding.EXTENDED_DESKTOP_SIZE) and Encoding.EXTENDED_DESKTOP_SIZE not in self._confirmed:
+            # rfbproto 7.8.10: the current size and layout go out in the first update after the client said it
+            # understands ExtendedDesktopSize; that is also how it learns SetDesktopSize is supported
+            self._confirmed.add(Encoding.EXTENDED_DESKTOP_SIZE)
+            w, h = self._client_size
+            self._pending_pseudo.append(
+                extended_desktop_size_rect(
+                    ExtendedDesktopSizeReason.SERVER, ExtendedDesktopSizeStatus.NO_ERROR, w, h, (Screen(0, 0, 0, w, h),)
+                )
+            )
         led_state = getattr(self.source, "led_state", None)
         if proto.supports(Encoding.QEMU_LED_STATE) and callable(led_state):
             state = led_state()
