@@ -36,17 +36,19 @@ def xclip(display: str, *args: str, text: str | None = None) -> subprocess.Compl
 @pytest.mark.skipif(shutil.which("xrandr") is None, reason="xrandr is not installed")
 async def test_viewer_resizes_managed_xvfb_to_its_screen(viewer_display: str, tmp_path: Path) -> None:  # noqa: F811
     source = XvfbSource(800, 600)
-    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
-        async with run_viewer(viewer_display, server.port, tmp_path / "home", "-RemoteResize=1") as viewer:
-            deadline = time.monotonic() + 15
-            while source.size != (WIDTH, HEIGHT) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert source.size == (WIDTH, HEIGHT)  # the viewer asked for its full-screen size
-            assert source.display is not None
-            await viewer.wait_exact(await asyncio.to_thread(grab, source.display))
-            session = server.sessions[0]
-            assert session.protocol.continuous  # the viewer turned continuous updates on
-            assert session.pacer.min_rtt is not None  # and fences came back
+    async with (
+        Server(ServerConfig(port=0, web_port=0), source=source) as server,
+        run_viewer(viewer_display, server.port, tmp_path / "home", "-RemoteResize=1") as viewer,
+    ):
+        deadline = time.monotonic() + 15
+        while source.size != (WIDTH, HEIGHT) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert source.size == (WIDTH, HEIGHT)  # the viewer asked for its full-screen size
+        assert source.display is not None
+        await viewer.wait_exact(await asyncio.to_thread(grab, source.display))
+        session = server.sessions[0]
+        assert session.protocol.continuous  # the viewer turned continuous updates on
+        assert session.pacer.min_rtt is not None  # and fences came back
 
 
 async def test_clipboard_both_ways(viewer_display: str, tmp_path: Path) -> None:  # noqa: F811
@@ -54,34 +56,36 @@ async def test_clipboard_both_ways(viewer_display: str, tmp_path: Path) -> None:
     source = PushSource(width=WIDTH, height=HEIGHT, on_clipboard=received.append)
     frame = corpus_crop("terminal")
     source.push(frame)
-    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
-        async with run_viewer(viewer_display, server.port, tmp_path / "home") as viewer:
-            await viewer.wait_exact(frame)
-            # the viewer's desktop → pyvnc
-            text = "from the viewer: grüße ☺\nsecond line"
-            setter = subprocess.Popen(
-                ["xclip", "-display", viewer_display, "-selection", "clipboard", "-i", "-loops", "3"],
-                stdin=subprocess.PIPE,
-                text=True,
-            )
-            assert setter.stdin is not None
-            setter.stdin.write(text)
-            setter.stdin.close()
-            deadline = time.monotonic() + 15
-            while text not in received and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            setter.kill()
-            assert text in received
-            # pyvnc → the viewer's desktop
-            assert server.hub is not None
-            server.hub.set_clipboard("from pyvnc: ünïcode ✓")
-            deadline = time.monotonic() + 15
-            got = ""
-            while time.monotonic() < deadline:
-                got = (await asyncio.to_thread(xclip, viewer_display, "-o")).stdout
-                if got == "from pyvnc: ünïcode ✓":
-                    break
-                await asyncio.sleep(0.1)
-            assert got == "from pyvnc: ünïcode ✓"
-            assert np.array_equal(await viewer.grab(), frame)
+    async with (
+        Server(ServerConfig(port=0, web_port=0), source=source) as server,
+        run_viewer(viewer_display, server.port, tmp_path / "home") as viewer,
+    ):
+        await viewer.wait_exact(frame)
+        # the viewer's desktop → pyvnc
+        text = "from the viewer: grüße ☺\nsecond line"
+        setter = subprocess.Popen(
+            ["xclip", "-display", viewer_display, "-selection", "clipboard", "-i", "-loops", "3"],
+            stdin=subprocess.PIPE,
+            text=True,
+        )
+        assert setter.stdin is not None
+        setter.stdin.write(text)
+        setter.stdin.close()
+        deadline = time.monotonic() + 15
+        while text not in received and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        setter.kill()
+        assert text in received
+        # pyvnc → the viewer's desktop
+        assert server.hub is not None
+        server.hub.set_clipboard("from pyvnc: ünïcode ✓")
+        deadline = time.monotonic() + 15
+        got = ""
+        while time.monotonic() < deadline:
+            got = (await asyncio.to_thread(xclip, viewer_display, "-o")).stdout
+            if got == "from pyvnc: ünïcode ✓":
+                break
+            await asyncio.sleep(0.1)
+        assert got == "from pyvnc: ünïcode ✓"
+        assert np.array_equal(await viewer.grab(), frame)
     _ = os
