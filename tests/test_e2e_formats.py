@@ -302,3 +302,32 @@ async def test_big_raw_update_split_across_cores_is_exact() -> None:
             assert len(update.rects) > 1  # it was split
             assert np.array_equal(client.fb, rgb)
             await client.close()
+
+
+async def test_stalled_client_does_not_slow_the_others() -> None:
+    """A client that stops reading fills only its own buffers; another keeps getting every change promptly."""
+    source = PushSource(width=640, height=480)
+    source.push(frame_rgb(20, h=480, w=640))
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        slow = await RFBClient.connect("127.0.0.1", server.port)
+        fast = await RFBClient.connect("127.0.0.1", server.port)
+        fast.request()
+        await fast.read_update()
+        loop = asyncio.get_running_loop()
+        delays = []
+        for i in range(30):
+            # the slow client asks for whole frames and never reads them: its socket and buffers fill up
+            slow.request(incremental=False)
+            rgb = frame_rgb(100 + i, h=480, w=640)
+            source.push(rgb)
+            t0 = loop.time()
+            fast.request(incremental=True)
+            while not np.array_equal(fast.fb, rgb):
+                await asyncio.wait_for(fast.read_update(), 5)
+                fast.request(incremental=True)
+            delays.append(loop.time() - t0)
+        assert max(delays) < 1.0, delays
+        counts = sorted(s.updates_sent for s in server.sessions)
+        assert counts[0] < 30 <= counts[1]  # the stalled one fell behind, alone
+        await fast.close()
+        await slow.close()
