@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import keysyms as ks
+from . import xt
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +112,23 @@ class X11InputSink:
         self._held: dict[int, int] = {}  # keycode → how many pressed keysyms hold it
         self._buttons = 0
         self._position: tuple[int, int] | None = None
+        self._evdev = False  # the keymap numbers keys as Linux input codes + 8
+        self._scancodes: dict[int, int] = {}  # XT scancode → X keycode pressed for it
 
     # -- public API (any thread) ----------------------------------------------------------------------------
 
     def key_event(self, keysym: int, down: bool) -> None:
         """A client pressed (``down``) or released the key for ``keysym`` (rfbproto 7.5.4)."""
         self._submit(self._key, keysym & 0xFFFFFFFF, down)
+
+    def scancode_event(self, scancode: int, keysym: int, down: bool) -> None:
+        """A QEMU Extended Key Event (rfbproto 7.7.1): the physical key as an XT scancode, and its keysym.
+
+        On an X server with evdev keycodes the scancode's key is pressed as it is (so the server's layout
+        decides the character); unknown scancodes, or a keymap not numbered like evdev, fall back to
+        :meth:`key_event` with the keysym.
+        """
+        self._submit(self._scancode, scancode, keysym & 0xFFFFFFFF, down)
 
     def pointer_event(self, x: int, y: int, buttons: int) -> None:
         """A client moved the pointer to (x, y) with ``buttons`` held (bit 0 = button 1; rfbproto 7.5.5)."""
@@ -202,6 +214,7 @@ class X11InputSink:
         self._bound.clear()
         self._pressed.clear()
         self._held.clear()
+        self._scancodes.clear()
         self._buttons = 0
         self._position = None
         logger.debug("input injection into %s ready", self.display_name)
@@ -277,6 +290,12 @@ class X11InputSink:
             for kc, row in self._codes.items()
             if all(k == ks.NO_SYMBOL for k in row) and kc not in modifier_keycodes and kc not in bound
         ]
+        # evdev numbering (keycode = Linux code + 8)? Check layout-independent keys: Escape (KEY_ESC 1),
+        # BackSpace (14), Tab (15), Return (28) and Up (103; 98 in the old xfree86 numbering)
+        probes = {1: ks.ESCAPE, 14: 0xFF08, 15: 0xFF09, 28: 0xFF0D, 103: 0xFF52}
+        self._evdev = all(
+            self._codes.get(code + xt.EVDEV_OFFSET, (ks.NO_SYMBOL,))[0] == keysym for code, keysym in probes.items()
+        )
         self._spare.reverse()  # hand out the lowest keycode last; high keycodes have no evdev meaning
         self._map_dirty = False
         logger.debug(
@@ -528,6 +547,26 @@ class X11InputSink:
                 self._set_keycode(keycode, (ks.NO_SYMBOL,) * self._per_keycode)
             del self._bound[keysym]
 
+    # -- scancodes (QEMU Extended Key Events) ----------------------------------------------------------------
+
+    def _scancode(self, scancode: int, keysym: int, down: bool) -> None:
+        self._refresh()
+        if not down:
+            keycode = self._scancodes.pop(scancode, None)
+            if keycode is None:
+                self._key(keysym, False)  # pressed through the keysym fallback (or never pressed)
+            elif self._unhold(keycode):
+                self._fake_key(keycode, False)
+            return
+        keycode = xt.evdev_keycode(scancode)
+        if not self._evdev or keycode is None or not self._min_keycode <= keycode <= self._max_keycode:
+            self._key(keysym, True)
+            return
+        if scancode not in self._scancodes:
+            self._scancodes[scancode] = keycode
+            self._held[keycode] = self._held.get(keycode, 0) + 1
+        self._fake_key(keycode, True)  # a repeated press is the client's auto-repeat: pass it on
+
     # -- pointer --------------------------------------------------------------------------------------------
 
     def _pointer(self, x: int, y: int, buttons: int) -> None:
@@ -554,6 +593,7 @@ class X11InputSink:
             self._fake_key(keycode, False)
         self._held.clear()
         self._pressed.clear()
+        self._scancodes.clear()
         for bit in range(8):
             mask = 1 << bit
             if self._buttons & mask and not mask & _WHEEL_BITS:
