@@ -434,16 +434,16 @@ class X11Source(PollingSource):
                 await shape_task
 
     async def _close(self) -> None:
-        for events in (self._clipboard, self._xkb):
-            if events is not None:
-                await asyncio.to_thread(events.close)
-        self._clipboard = None
-        self._xkb = None
         task, self._cursor_task = self._cursor_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for events in (self._clipboard, self._xkb):
+            if events is not None:
+                await asyncio.to_thread(events.close)
+        self._clipboard = None
+        self._xkb = None
         watcher, self._cursor = self._cursor, None
         if watcher is not None:
             watcher.close()
