@@ -23,6 +23,7 @@ replaces with PNG images.
 
 from __future__ import annotations
 
+import abc
 import importlib
 import zlib
 from collections.abc import Iterator
@@ -488,9 +489,9 @@ class _TightBase(Encoder):
         ctl = CTL_JPEG | self._streams.take_reset_bits()
         return self._header(rect) + bytes((ctl,)) + compact_length(len(data)) + data
 
+    @abc.abstractmethod
     def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind) -> bytes:
-        """A subrectangle that is neither a fill nor JPEG."""
-        raise NotImplementedError
+        """A subrectangle that is neither a fill nor JPEG (zlib for Tight, PNG for TightPNG)."""
 
 
 class TightEncoder(_TightBase):
