@@ -334,10 +334,10 @@ class Session:
             job = EncodeJob(frame=frame, rects=tuple(to_send), pixel_format=effective_format(proto.pixel_format))
             self._busy = True
             try:
-                encoding, encoded = await loop.run_in_executor(self.executor, self.encoders.encode, job)
+                encodings, encoded = await loop.run_in_executor(self.executor, self.encoders.encode, job)
                 if proto.closed:
                     break
-                if generation != proto.pixel_format_generation and self.encoders.discard(encoding):
+                if generation != proto.pixel_format_generation and self.encoders.discard(encodings):
                     # the client changed its pixel format mid-encode: the result is useless, send it all again
                     again = Region(area)
                     again.update(full)

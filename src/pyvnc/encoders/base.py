@@ -35,6 +35,13 @@ class Encoder(abc.ABC):
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """Encode one rectangle: a list of encoded rectangles, each starting with its 12-byte header."""
 
+    def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        """Encode ``rect``, which the caller knows to be one colour throughout.
+
+        Encodings with a cheap way to say "all this colour" override it; the default encodes as usual.
+        """
+        return self.encode_rect(job, rect)
+
     def encode(self, job: EncodeJob) -> list[bytes]:
         """Encode every rectangle of ``job``."""
         out: list[bytes] = []

@@ -64,6 +64,13 @@ class HextileEncoder(Encoder):
             return [raw_rect(rect, values, layout)]
         return [rect_header(*rect, Encoding.HEXTILE) + body]
 
+    def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        """The first tile specifies the background; every later tile is subencoding 0 (the same background)."""
+        pixel = layout_for(job.pixel_format).pixel_bytes(client_values(job, rect._replace(w=1, h=1))[0])
+        tiles = -(-rect.w // TILE) * -(-rect.h // TILE)
+        body = bytes((BACKGROUND_SPECIFIED,)) + pixel.tobytes() + bytes(tiles - 1)
+        return [rect_header(*rect, Encoding.HEXTILE) + body]
+
 
 def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
     """The Hextile data of (h, w) pixel values, or None when every tile would be Raw."""

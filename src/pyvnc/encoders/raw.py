@@ -18,3 +18,8 @@ class RawEncoder(Encoder):
         conv = converter_for(job.pixel_format)
         pixels = job.frame[rect.y : rect.bottom, rect.x : rect.right]
         return [rect_header(*rect, Encoding.RAW) + conv.convert(pixels)]
+
+    def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        conv = converter_for(job.pixel_format)
+        pixel = conv.convert(job.frame[rect.y : rect.y + 1, rect.x : rect.x + 1])
+        return [rect_header(*rect, Encoding.RAW) + pixel * rect.area]

@@ -38,6 +38,11 @@ class RREEncoder(Encoder):
             return [raw_rect(rect, values, layout)]
         return [rect_header(*rect, Encoding.RRE) + body]
 
+    def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        """The background colour and no subrectangles."""
+        pixel = layout_for(job.pixel_format).pixel_bytes(client_values(job, rect._replace(w=1, h=1))[0])
+        return [rect_header(*rect, Encoding.RRE) + RRE_COUNT.pack(0) + pixel.tobytes()]
+
 
 def encode_rre(values: Values, layout: PixelLayout) -> bytes | None:
     """The RRE data of (h, w) pixel values, or None when it would not be smaller than Raw."""

@@ -1,17 +1,29 @@
-"""Which encoder serves a session: the client's most preferred encoding that we implement and that suits its
-pixel format, with the quality and compression levels it asked for.
+"""Which encoder sends which part of an update: the encode manager of a session.
 
-The encoders classify content themselves (solid, few colours, many colours, photo-like) and pick their
-subencodings per tile or rectangle: Tight sends fills, palettes, zlib or JPEG; ZRLE and Hextile solid, packed
-palette and RLE tiles; RRE and Hextile fall back to Raw where that is smaller.
+Within the client's preference order, every updated rectangle is cut into large one-colour areas
+(:mod:`.solid`) and the rest. The one-colour areas go as fills (Tight fill, an RRE or Hextile background,
+ZRLE solid tiles) with the first encoding the client listed that can fill; the rest goes to the client's
+preferred encoding, which classifies its content itself and picks its subencodings per tile or rectangle:
+Tight sends fills, palettes, zlib or (with a quality level) JPEG; ZRLE and Hextile solid, packed palette
+and RLE tiles; RRE and Hextile fall back to Raw where that is smaller.
+
+Where the preferred encoding is poor at a kind of content, that kind goes to the next encoding in the
+client's list that suits it, as TigerVNC's encode manager does: a client that prefers RRE gets photo-like
+areas with ZRLE, Tight or Hextile when it listed one of those, and one that prefers the JPEG encoding gets
+text and flat areas losslessly. Whether an area is photo-like is judged by its horizontal runs.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
+import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from enum import Enum
+
+import numpy as np
 
 from ..protocol.constants import (
     COMPRESS_LEVEL_MAX,
@@ -23,10 +35,12 @@ from ..protocol.constants import (
 from ..protocol.pixelformat import PixelFormat
 from ..region import Rect
 from .base import EncodeJob, Encoder
+from .classify import client_values
 from .hextile import HextileEncoder
 from .jpeg import JPEGEncoder
 from .raw import RawEncoder
 from .rre import RREEncoder
+from .solid import split_solid
 from .tight import TightEncoder
 from .tightpng import TightPNGEncoder
 from .zlibenc import ZlibEncoder
@@ -43,6 +57,41 @@ ENCODERS: dict[int, type[Encoder]] = {
     Encoding.TIGHT_PNG: TightPNGEncoder,
     Encoding.JPEG: JPEGEncoder,
 }
+
+
+class Kind(Enum):
+    """What an area of the screen looks like, as far as choosing an encoding goes."""
+
+    SOLID = "solid"  # one colour
+    FEW = "few colours"  # text, line art, flat user interface: long runs of a few colours
+    MANY = "many colours"  # photos, video, gradients: short runs
+
+
+#: the kinds of content each encoding handles well (Raw is the last resort for anything it lacks)
+SUITS: dict[int, frozenset[Kind]] = {
+    Encoding.RAW: frozenset({Kind.FEW, Kind.MANY}),
+    Encoding.RRE: frozenset({Kind.SOLID, Kind.FEW}),
+    Encoding.HEXTILE: frozenset(Kind),
+    Encoding.ZLIB: frozenset(Kind),
+    Encoding.ZRLE: frozenset(Kind),
+    Encoding.TIGHT: frozenset(Kind),
+    Encoding.TIGHT_PNG: frozenset(Kind),
+    Encoding.JPEG: frozenset({Kind.MANY}),
+}
+
+#: x and y at the start of a rectangle header (rfbproto 7.6.1)
+_XY = struct.Struct(">HH")
+#: areas are judged in pieces of at most this many pixels (TigerVNC's figure)
+KIND_PIECE_PIXELS = 65536
+#: an area with more horizontal runs than pixels / this is photo-like
+MANY_RUN_DIVISOR = 4
+
+
+def content_kind(job: EncodeJob, rect: Rect) -> Kind:
+    """Whether ``rect`` is a few-colour (long runs) or many-colour (short runs) area."""
+    values = client_values(job, rect)
+    runs = rect.h + int(np.count_nonzero(values[:, 1:] != values[:, :-1]))
+    return Kind.MANY if runs * MANY_RUN_DIVISOR > rect.area else Kind.FEW
 
 
 #: encodings without state between rectangles: a big update can be split across cores
@@ -86,7 +135,8 @@ def _supports(cls: type[Encoder], pf: PixelFormat) -> bool:
 
 
 class EncoderSelector:
-    """One per session: keeps the session's encoder instances (and so their compression streams)."""
+    """One per session: keeps the session's encoder instances (and so their compression streams) and decides
+    which of them sends what."""
 
     def __init__(self) -> None:
         self._instances: dict[int, Encoder] = {}
@@ -105,11 +155,24 @@ class EncoderSelector:
         )
 
     def encoding_for(self, pf: PixelFormat) -> int:
-        """The encoding updates in pixel format ``pf`` are sent with."""
+        """The client's preferred encoding for updates in pixel format ``pf``."""
         for enc in self.preferences:
             if _supports(ENCODERS[enc], pf):
                 return enc
         return Encoding.RAW
+
+    def plan(self, pf: PixelFormat) -> dict[Kind, int]:
+        """Which encoding sends each kind of content: the preferred one where it suits the kind, else the
+        first encoding in the client's list that does, else the preferred one (or Raw) all the same."""
+        usable = [e for e in self.preferences if _supports(ENCODERS[e], pf)]
+        preferred = usable[0] if usable else Encoding.RAW
+        table: dict[Kind, int] = {}
+        for kind in Kind:
+            if kind in SUITS[preferred]:
+                table[kind] = preferred
+            else:
+                table[kind] = next((e for e in usable if kind in SUITS[e]), preferred)
+        return table
 
     def encoder(self, encoding: int) -> Encoder:
         """This session's instance of ``encoding``'s encoder (created once, so its streams persist)."""
@@ -122,32 +185,107 @@ class EncoderSelector:
         """``job`` with this session's quality and compression levels."""
         return EncodeJob(job.frame, job.rects, job.pixel_format, quality=self.quality, compress=self.compress)
 
-    def encode(self, job: EncodeJob) -> tuple[int, list[bytes]]:
-        """Encode ``job`` (in a worker thread): the encoding used and the encoded rectangles."""
-        encoding = self.encoding_for(job.pixel_format)
-        encoder = self.encoder(encoding)
+    def encode(self, job: EncodeJob) -> tuple[frozenset[int], list[bytes]]:
+        """Encode ``job`` (in a worker thread): the encodings used and the encoded rectangles."""
         job = self.job(job)
-        if encoding in STATELESS and _CORES > 1 and sum(r.area for r in job.rects) >= SPLIT_PIXELS:
+        table = self.plan(job.pixel_format)
+        fills: list[Rect] = []
+        rest: list[Rect] = []
+        for rect in job.rects:
+            parts = split_solid(job.frame, rect)
+            fills.extend(parts.solids)
+            rest.extend(parts.rest)
+        groups: dict[int, list[Rect]] = {}
+        if table[Kind.FEW] == table[Kind.MANY]:
+            if rest:
+                groups[table[Kind.FEW]] = rest
+        else:
+            for rect in rest:
+                for piece in _pieces(rect):
+                    groups.setdefault(table[content_kind(job, piece)], []).append(piece)
+        # Every stream of rectangles is encoded top to bottom and the streams are merged by position: a
+        # client then paints in reading order, and one that sizes its screen by the first rectangle of the
+        # first update (vncdotool) sees the top-left corner first. Merging never reorders a stream, so the
+        # compression streams stay in step with the client's.
+        streams: list[list[bytes]] = []
+        filler = self.encoder(table[Kind.SOLID]) if fills else None
+        used = {filler.encoding} if filler is not None else set()
+        if filler is not None and (filler.encoding in STATELESS or filler.encoding not in groups):
+            streams.append([data for rect in sorted(fills, key=_position) for data in filler.encode_fill(job, rect)])
+            fills = []
+        for encoding, rects in groups.items():
+            used.add(encoding)
+            encoder = self.encoder(encoding)
+            if encoding == table[Kind.SOLID] and fills:
+                # one compression stream: fills and the rest interleaved in the order they are sent
+                streams.append(self._encode_interleaved(encoder, job, fills, rects))
+                continue
+            ordered = tuple(sorted(rects, key=_position))
+            streams.append(self._encode_with(encoder, replace(job, rects=ordered)))
+        if len(streams) == 1:
+            return frozenset(used), streams[0]
+        return frozenset(used), list(heapq.merge(*streams, key=_header_position))
+
+    @staticmethod
+    def _encode_interleaved(encoder: Encoder, job: EncodeJob, fills: list[Rect], rects: list[Rect]) -> list[bytes]:
+        """Fills and other rectangles through one (stateful) encoder, in reading order."""
+        items = sorted([(_position(r), True, r) for r in fills] + [(_position(r), False, r) for r in rects])
+        out: list[bytes] = []
+        batch: list[Rect] = []
+        for _, fill, rect in items:
+            if fill:
+                if batch:
+                    out.extend(encoder.encode(replace(job, rects=tuple(batch))))
+                    batch = []
+                out.extend(encoder.encode_fill(job, rect))
+            else:
+                batch.append(rect)
+        if batch:
+            out.extend(encoder.encode(replace(job, rects=tuple(batch))))
+        return out
+
+    @staticmethod
+    def _encode_with(encoder: Encoder, job: EncodeJob) -> list[bytes]:
+        """``encoder.encode(job)``, split across the cores when the encoding is stateless and the job big."""
+        if encoder.encoding in STATELESS and _CORES > 1 and sum(r.area for r in job.rects) >= SPLIT_PIXELS:
             groups = split_rects(job.rects, _CORES)
             futures = [_pool().submit(encoder.encode, replace(job, rects=tuple(g))) for g in groups[1:]]
             out = encoder.encode(replace(job, rects=tuple(groups[0])))
             for f in futures:
                 out.extend(f.result())
-            return encoding, out
-        return encoding, encoder.encode(job)
+            return out
+        return encoder.encode(job)
 
-    def discard(self, encoding: int) -> bool:
-        """An encode with ``encoding`` is to be thrown away unsent; True if that is safe.
+    def discard(self, encodings: frozenset[int]) -> bool:
+        """An encode that used ``encodings`` is to be thrown away unsent; True if that is safe.
 
         Stateless encoders lose nothing. Tight and TightPNG reset their streams (the next rectangle tells the
         client to reset its inflaters too). Zlib and ZRLE cannot: their one stream already holds the data, so
         the result must be sent — which rfbproto 7.5.1 allows, since a client must not change its pixel
         format while an update request is outstanding.
         """
-        if encoding in (Encoding.ZLIB, Encoding.ZRLE):
+        if encodings & {Encoding.ZLIB, Encoding.ZRLE}:
             return False
-        inst = self._instances.get(encoding)
-        reset = getattr(inst, "reset", None)
-        if callable(reset):
-            reset()
+        for encoding in encodings:
+            reset = getattr(self._instances.get(encoding), "reset", None)
+            if callable(reset):
+                reset()
         return True
+
+
+def _position(rect: Rect) -> tuple[int, int]:
+    return rect.y, rect.x
+
+
+def _header_position(data: bytes) -> tuple[int, int]:
+    """(y, x) from an encoded rectangle's header."""
+    x, y = _XY.unpack_from(data)
+    return y, x
+
+
+def _pieces(rect: Rect) -> list[Rect]:
+    """``rect`` in bands of at most :data:`KIND_PIECE_PIXELS` pixels, to be judged one by one."""
+    if rect.area <= KIND_PIECE_PIXELS:
+        return [rect]
+    rows = max(1, KIND_PIECE_PIXELS // rect.w)
+    return [Rect(rect.x, y, rect.w, min(rows, rect.bottom - y)) for y in range(rect.y, rect.bottom, rows)]

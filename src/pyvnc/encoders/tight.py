@@ -385,6 +385,12 @@ class _TightBase(Encoder):
         """Encode one rectangle: one or more Tight rectangles, each with its header."""
         return list(self._encode(self._context(job), job.frame, rect))
 
+    def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        """FillCompression, in pieces no wider than Tight's limit."""
+        ctx = self._context(job)
+        colour = self._values(ctx, job.frame[rect.y : rect.y + 1, rect.x : rect.x + 1])[0]
+        return [self._fill_rect(ctx, piece, colour) for piece in split_rect(rect, max_pixels=rect.area)]
+
     # --- rectangle level -----------------------------------------------------------------------------------
 
     def _values(self, ctx: _Context, pixels: FrameArray) -> NDArray[Any]:

@@ -63,6 +63,14 @@ class ZRLEEncoder(Encoder):
         data = self.stream.compress(zrle_data(values, layout), job.compress)
         return [rect_header(*rect, Encoding.ZRLE) + LENGTH.pack(len(data)) + data]
 
+    def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        """Every 64×64 tile a solid tile (subencoding 1 and one CPIXEL), through the stream as usual."""
+        layout = layout_for(job.pixel_format)
+        cpixel = layout.cpixel_bytes(client_values(job, rect._replace(w=1, h=1))[0]).tobytes()
+        tiles = -(-rect.w // TILE) * -(-rect.h // TILE)
+        data = self.stream.compress((bytes((SOLID,)) + cpixel) * tiles, job.compress)
+        return [rect_header(*rect, Encoding.ZRLE) + LENGTH.pack(len(data)) + data]
+
 
 def zrle_data(values: Values, layout: PixelLayout) -> bytes:
     """The uncompressed ZRLE tile data of (h, w) pixel values."""

@@ -1,0 +1,239 @@
+"""The encode manager: one-colour areas found and sent as fills, the rest by kind of content, in the client's
+preference order — checked on bytes and decoded pixel-exact by noVNC's own decoders."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from enc_content import NOVNC_PF, bgrx_to_rgb, corpus_available, corpus_frame, rgb_to_bgrx
+from novnc_decode import decode_each_with_novnc, requires_novnc
+
+from pyvnc.encoders.base import EncodeJob
+from pyvnc.encoders.select import EncoderSelector, Kind, content_kind
+from pyvnc.encoders.solid import MIN_SOLID_AREA, split_solid
+from pyvnc.encoders.tight import TightEncoder
+from pyvnc.protocol.constants import Encoding
+from pyvnc.protocol.pixelformat import PixelFormat, converter_for
+from pyvnc.region import Rect
+
+requires_corpus = pytest.mark.skipif(not corpus_available(), reason="corpus images missing")
+FULL = Rect(0, 0, 1920, 1080)
+RGB565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)
+COLOUR_MAP = PixelFormat(8, 8, False, False, 0, 0, 0, 0, 0, 0)
+
+
+def text_on_background(h: int = 300, w: int = 500) -> np.ndarray:
+    """A light background with a few dark 'words' and a photo-like patch: what a window looks like."""
+    rng = np.random.default_rng(7)
+    rgb = np.full((h, w, 3), (240, 238, 230), np.uint8)
+    for y in range(20, 120, 20):  # lines of glyph-like specks
+        for x in range(30, 400, 47):
+            rgb[y : y + 9, x : x + 30] = np.where(rng.random((9, 30, 1)) < 0.4, 20, rgb[y : y + 9, x : x + 30])
+    rgb[150:280, 300:480] = rng.integers(0, 256, (130, 180, 3), dtype=np.uint8)  # a "photo"
+    return rgb_to_bgrx(rgb)
+
+
+def check_tiling(frame: np.ndarray, rect: Rect) -> tuple[int, int]:
+    """split_solid's pieces tile ``rect`` exactly; every solid is one colour and big enough. Returns the
+    number of solids and their area."""
+    parts = split_solid(frame, rect)
+    cover = np.zeros(frame.shape[:2], np.int32)
+    for r in parts.solids + parts.rest:
+        assert r.w > 0 and r.h > 0
+        cover[r.y : r.bottom, r.x : r.right] += 1
+    inside = np.zeros_like(cover)
+    inside[rect.y : rect.bottom, rect.x : rect.right] = 1
+    np.testing.assert_array_equal(cover, inside)
+    for r in parts.solids:
+        px = frame[r.y : r.bottom, r.x : r.right, :3].reshape(-1, 3)
+        assert (px == px[0]).all(), r
+        assert r.area >= MIN_SOLID_AREA
+    return len(parts.solids), sum(r.area for r in parts.solids)
+
+
+def test_split_solid_synthetic() -> None:
+    frame = text_on_background()
+    n, area = check_tiling(frame, Rect(0, 0, 500, 300))
+    # the background around the words and the photo is found; the specks and the photo are not in it
+    assert n >= 3 and area >= 0.45 * 500 * 300
+    # offsets that are not block-aligned, and a rectangle touching the bottom-right corner
+    check_tiling(frame, Rect(3, 5, 491, 277))
+    check_tiling(frame, Rect(101, 33, 399, 267))
+    # too small to search, and pure noise: left whole
+    assert split_solid(frame, Rect(0, 0, 40, 40)).rest == [Rect(0, 0, 40, 40)]
+    noise = rgb_to_bgrx(np.random.default_rng(1).integers(0, 256, (64, 640, 3), dtype=np.uint8))
+    assert split_solid(noise, Rect(0, 0, 640, 64)).solids == []
+
+
+def test_split_solid_ignores_x_byte_but_not_colour() -> None:
+    frame = np.zeros((64, 64, 4), np.uint8)
+    frame[..., :3] = 90
+    frame[..., 3] = 255
+    frame[40, 40, 2] = 91  # one pixel of another red
+    parts = split_solid(frame, Rect(0, 0, 64, 64))
+    assert parts.solids
+    assert not any(r.contains(Rect(40, 40, 1, 1)) for r in parts.solids)
+
+
+@requires_corpus
+@pytest.mark.parametrize("name", ["terminal", "webpage", "desktop", "photo", "noise"])
+def test_split_solid_corpus(name: str) -> None:
+    n, area = check_tiling(corpus_frame(name), FULL)
+    if name in ("terminal", "webpage"):  # mostly plain background
+        assert area > 0.5 * FULL.area
+    if name == "noise":
+        assert n == 0
+
+
+def plan(encodings: list[int], pf: PixelFormat = NOVNC_PF) -> dict[Kind, int]:
+    sel = EncoderSelector()
+    sel.configure(encodings)
+    return sel.plan(pf)
+
+
+def test_plan_follows_preference() -> None:
+    E = Encoding
+    every = [E.TIGHT, E.ZRLE, E.HEXTILE, E.RRE, E.RAW]
+    assert set(plan(every).values()) == {E.TIGHT}
+    assert set(plan([E.ZRLE, E.TIGHT]).values()) == {E.ZRLE}
+    assert set(plan([E.HEXTILE, E.TIGHT]).values()) == {E.HEXTILE}
+    # RRE is poor at photos: they go to the next listed encoding that suits them
+    assert plan([E.RRE, E.HEXTILE, E.ZRLE]) == {Kind.SOLID: E.RRE, Kind.FEW: E.RRE, Kind.MANY: E.HEXTILE}
+    assert plan([E.RRE]) == {Kind.SOLID: E.RRE, Kind.FEW: E.RRE, Kind.MANY: E.RRE}
+    # the JPEG encoding only for photo-like content
+    assert plan([E.JPEG, E.ZRLE]) == {Kind.SOLID: E.ZRLE, Kind.FEW: E.ZRLE, Kind.MANY: E.JPEG}
+    # Raw first: Raw, except one-colour areas when the client listed a way to fill
+    assert plan([E.RAW, E.HEXTILE]) == {Kind.SOLID: E.HEXTILE, Kind.FEW: E.RAW, Kind.MANY: E.RAW}
+    assert set(plan([E.RAW]).values()) == {E.RAW}
+    # a colour-map client cannot take Tight: ZRLE serves it
+    assert set(plan([E.TIGHT, E.ZRLE], COLOUR_MAP).values()) == {E.ZRLE}
+
+
+def test_content_kind() -> None:
+    frame = text_on_background()
+    job = EncodeJob(frame, (), NOVNC_PF)
+    assert content_kind(job, Rect(20, 15, 400, 110)) is Kind.FEW
+    assert content_kind(job, Rect(300, 150, 180, 130)) is Kind.MANY
+
+
+def encode_all(
+    sel: EncoderSelector, frame: np.ndarray, rects: list[Rect], pf: PixelFormat = NOVNC_PF
+) -> tuple[frozenset[int], list[bytes]]:
+    return sel.encode(EncodeJob(frame, tuple(rects), pf))
+
+
+def headers(encoded: list[bytes]) -> list[tuple[Rect, int]]:
+    """(rectangle, encoding) of each encoded rectangle (one per element, as the encoders return them)."""
+    out = []
+    for data in encoded:
+        x, y, w, h, enc = struct.unpack(">HHHHi", data[:12])
+        out.append((Rect(x, y, w, h), enc))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("encoding", "fill_size"),
+    [
+        (Encoding.RAW, None),
+        (Encoding.RRE, 4 + 4),  # no subrectangles, a background PIXEL
+        (Encoding.HEXTILE, None),
+        (Encoding.TIGHT, 1 + 3),  # fill control byte, one TPIXEL
+        (Encoding.TIGHT_PNG, 1 + 3),
+    ],
+)
+def test_fills_are_small(encoding: int, fill_size: int | None) -> None:
+    frame = text_on_background()
+    sel = EncoderSelector()
+    sel.configure([encoding])
+    used, encoded = encode_all(sel, frame, [Rect(0, 0, 500, 300)])
+    assert used == {encoding}
+    parts = split_solid(frame, Rect(0, 0, 500, 300))
+    by_rect = {r: data for data, (r, _) in zip(encoded, headers(encoded), strict=True)}
+    for solid in parts.solids:
+        data = by_rect[solid]
+        if fill_size is not None:
+            assert len(data) == 12 + fill_size
+        elif encoding == Encoding.HEXTILE:  # background specified once, then one zero byte a tile
+            tiles = -(-solid.w // 16) * -(-solid.h // 16)
+            assert data[12:] == bytes([2, 240, 238, 230, 0]) + bytes(tiles - 1)
+        else:
+            assert len(data) == 12 + 4 * solid.area
+
+
+@requires_novnc
+@requires_corpus
+@pytest.mark.parametrize(
+    "encodings",
+    [
+        [Encoding.TIGHT],
+        [Encoding.ZRLE],
+        [Encoding.HEXTILE],
+        [Encoding.RRE],
+        [Encoding.ZLIB],
+        [Encoding.RAW, Encoding.RRE],
+        [Encoding.RRE, Encoding.ZRLE],
+        [Encoding.ZLIB, Encoding.HEXTILE],
+    ],
+    ids=lambda e: "+".join(Encoding(x).name for x in e),
+)
+def test_manager_decodes_exact_with_novnc(encodings: list[int]) -> None:
+    """Whole corpus frames and odd crops, one connection: fills and the rest, in every plan, decode exactly."""
+    sel = EncoderSelector()
+    sel.configure(encodings)
+    names = ("terminal", "webpage", "desktop", "terminal", "photo")
+    crops = [FULL, FULL, Rect(7, 3, 1001, 517), Rect(913, 555, 1007, 525), Rect(100, 100, 300, 200)]
+    updates, expected, used_all = [], [], set()
+    fb = np.zeros((1080, 1920, 3), np.uint8)
+    for name, rect in zip(names, crops, strict=True):
+        frame = corpus_frame(name)
+        used, encoded = encode_all(sel, frame, [rect])
+        used_all |= used
+        updates.append(encoded)
+        fb[rect.y : rect.bottom, rect.x : rect.right] = bgrx_to_rgb(frame)[rect.y : rect.bottom, rect.x : rect.right]
+        expected.append(fb.copy())
+    assert used_all <= set(encodings)
+    for got, want, name in zip(decode_each_with_novnc(updates, 1920, 1080), expected, names, strict=True):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+@requires_corpus
+def test_fills_in_other_pixel_formats() -> None:
+    """Fills carry the colour in the client's format (RGB565 here), converted as every other pixel is."""
+    frame = corpus_frame("terminal")
+    sel = EncoderSelector()
+    sel.configure([Encoding.RRE])
+    _, encoded = encode_all(sel, frame, [FULL], RGB565)
+    solids = set(split_solid(frame, FULL).solids)
+    fills = [d for d in encoded if headers([d])[0][0] in solids]
+    assert len(fills) == len(solids) > 0
+    for data in fills:
+        ((r, _),) = headers([data])
+        assert data[12:16] == bytes(4)  # no subrectangles
+        assert data[16:] == converter_for(RGB565).convert(frame[r.y : r.y + 1, r.x : r.x + 1])
+
+
+@requires_corpus
+def test_solid_areas_shrink_tight_output() -> None:
+    """On a terminal, most of the screen goes as a few dozen fills, and the update is smaller for it."""
+    frame = corpus_frame("terminal")
+    sel = EncoderSelector()
+    sel.configure([Encoding.TIGHT])
+    _, encoded = encode_all(sel, frame, [FULL])
+    fills = [d for d in encoded if len(d) == 16 and d[12] & 0xF0 == 0x80]
+    assert sum(r.area for r, _ in headers(fills)) > FULL.area // 2
+    whole = TightEncoder().encode(EncodeJob(frame, (FULL,), NOVNC_PF))
+    assert sum(map(len, encoded)) < sum(map(len, whole))
+
+
+@requires_corpus
+def test_rectangles_in_reading_order() -> None:
+    """Fills and the rest come merged top to bottom, left to right (vncdotool takes the first rectangle of
+    the first update for its whole screen, so it must be the top-left one)."""
+    sel = EncoderSelector()
+    sel.configure([Encoding.RRE, Encoding.HEXTILE])
+    _, encoded = encode_all(sel, corpus_frame("webpage"), [FULL])
+    positions = [(r.y, r.x) for r, _ in headers(encoded)]
+    assert positions[0] == (0, 0)
+    assert positions == sorted(positions)
