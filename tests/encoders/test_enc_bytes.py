@@ -14,7 +14,7 @@ from pyvnc.encoders.base import EncodeJob, Encoder
 from pyvnc.encoders.classify import layout_for
 from pyvnc.encoders.hextile import HextileEncoder
 from pyvnc.encoders.rre import RREEncoder
-from pyvnc.encoders.zlibenc import ZlibEncoder, ZlibStream
+from pyvnc.encoders.zlibenc import ISAL, ZlibEncoder, ZlibStream
 from pyvnc.encoders.zrle import ZRLEEncoder, pack_indices, zrle_data
 from pyvnc.protocol.pixelformat import NATIVE, PixelFormat, converter_for
 from pyvnc.region import Rect
@@ -155,7 +155,20 @@ def test_zlib_stream_levels(use_isal: bool) -> None:
     inflater = zlib.decompressobj()
     assert inflater.decompress(s.compress(b"abc" * 100, 9)) == b"abc" * 100
     assert inflater.decompress(s.compress(b"xyz" * 100, 0)) == b"xyz" * 100  # level stays from the first
-    assert s.level is not None
+    assert (s.backend, s.level) == ("zlib", 9)  # a level the client named: stdlib zlib at that level
+
+
+@pytest.mark.parametrize(
+    ("client_level", "backend", "level"),
+    [(None, "isal", 2), (0, "isal", 1), (2, "isal", 2), (3, "zlib", 3), (9, "zlib", 9)],
+)
+def test_zlib_stream_backend_by_client_level(client_level: int | None, backend: str, level: int) -> None:
+    """No preference and the fast levels 0-2: the ISA-L deflater (its level 1 is smaller than storing);
+    levels 3-9: stdlib zlib at that level, as TigerVNC does."""
+    s = ZlibStream()
+    data = bytes(range(256)) * 50
+    assert zlib.decompressobj().decompress(s.compress(data, client_level)) == data
+    assert (s.backend, s.level) == (backend if ISAL is not None else "zlib", level if ISAL is not None else s.level)
 
 
 # --- ZRLE (rfbproto 7.7.6) -------------------------------------------------------------------------------------

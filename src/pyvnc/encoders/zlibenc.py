@@ -5,16 +5,18 @@ client keeps one inflater per encoding for the whole connection, so the encoder 
 owns one ``compressobj`` and ends every rectangle with ``Z_SYNC_FLUSH`` so the client can decode it
 completely without waiting for more data.
 
-Deflater: ISA-L (the ``isal`` package) when it is installed — 4-8 times faster than stdlib zlib at
-similar ratios on screen content (a 1920×1080 desktop frame's ZRLE data: 14 ms against 75 ms) — and
-stdlib zlib otherwise. Both write standard zlib streams any inflater reads.
+Deflater and level, fixed by the first rectangle (a deflate stream's level is set when it is created,
+Python exposes no ``deflateParams``, and a new stream cannot be started: the client's inflater would read
+its header as data):
 
-Compression level: the client's CompressLevel pseudo-encoding (0-9) when it sent one, mapped onto ISA-L's
-levels 1-3 (its level 0 can expand incompressible data). A deflate stream's level is fixed when it is
-created and Python exposes no ``deflateParams``, and a new stream cannot be started (the client's
-inflater would read its header as data), so the level of the first rectangle stays for the connection.
-Without a client preference stdlib zlib uses level 1: on screen content 2-4 times faster than level 6
-for output only ~10-20 % larger, and encoding time is what bounds frame rate on a LAN.
+- no CompressLevel pseudo-encoding, or levels 0-2 (fast, little compression — 2 is what noVNC and TigerVNC's
+  viewer send by default): ISA-L (the ``isal`` package), level 1 for 0-1 and 2 otherwise. It is 4-8 times
+  faster than stdlib zlib on screen content (a 1920×1080 desktop frame's ZRLE data: 14 ms against 75 ms at
+  zlib level 1) for output 10-15 % larger; encoding time is what bounds frame rate on a LAN;
+- levels 3-9: stdlib zlib at that level, as TigerVNC does: a client that asks for more compression gets it.
+
+Without ISA-L installed, stdlib zlib serves every level (level 1 when the client named none). Both write
+standard zlib streams any inflater reads.
 """
 
 from __future__ import annotations
@@ -49,11 +51,11 @@ def _load_isal() -> ModuleType | None:
 ISAL = _load_isal()
 
 
-def isal_level(level: int | None) -> int:
-    """The ISA-L level (1-3) for an RFB compress level (0-9, None for no preference)."""
+def isal_level(level: int | None) -> int | None:
+    """The ISA-L level for an RFB compress level (0-9, None for no preference), or None for stdlib zlib."""
     if level is None:
         return 2
-    return 1 if level <= 2 else 2 if level <= 6 else 3
+    return 1 if level <= 1 else 2 if level == 2 else None
 
 
 class ZlibStream:
@@ -76,11 +78,13 @@ class ZlibStream:
     def compress(self, data: bytes | bytearray | memoryview, level: int | None) -> bytes:
         """Compress ``data`` and sync-flush: the result decodes fully on the client's inflater."""
         if self._obj is None:
-            if self.use_isal and ISAL is not None:
-                self.level = isal_level(level)
+            fast = isal_level(level)
+            if self.use_isal and ISAL is not None and fast is not None:
+                self.level = fast
                 self._obj = ISAL.compressobj(self.level)
                 self._sync_flush = ISAL.Z_SYNC_FLUSH
             else:
+                self.use_isal = False
                 self.level = DEFAULT_LEVEL if level is None else max(0, min(9, level))
                 self._obj = zlib.compressobj(self.level)
         out: bytes = self._obj.compress(data) + self._obj.flush(self._sync_flush)
