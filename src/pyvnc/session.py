@@ -269,9 +269,9 @@ class Session:
             proto.reject_auth("Authentication failed")
 
     def _flush(self) -> None:
-        data = self.protocol.data_to_send()
-        if data:
-            self.stream.write(data)
+        chunks = self.protocol.data_chunks_to_send()
+        if chunks:
+            self.stream.writelines(chunks)
 
     # --- the updater ---------------------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ class Stream(Protocol):
     def write(self, data: bytes) -> None:
         """Queue bytes for the client."""
 
+    def writelines(self, chunks: list[bytes]) -> None:
+        """Queue several pieces of bytes for the client, in order, without joining them first."""
+
     async def drain(self) -> None:
         """Wait until the write buffer is below its high-water mark."""
 
@@ -58,6 +61,10 @@ class TCPStream:
     def write(self, data: bytes) -> None:
         if data and not self._writer.is_closing():
             self._writer.write(data)
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        if chunks and not self._writer.is_closing():
+            self._writer.writelines(chunks)
 
     async def drain(self) -> None:
         await self._writer.drain()

@@ -88,6 +88,10 @@ class WebSocketStream:
             self._drained.clear()
             self._wakeup.set()
 
+    def writelines(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
     async def drain(self) -> None:
         while len(self._buf) > 0 and not self._closed:
             await self._drained.wait()

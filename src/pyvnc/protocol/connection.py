@@ -201,6 +201,11 @@ class RFBServerProtocol:
         self._out.clear()
         return data
 
+    def data_chunks_to_send(self) -> list[bytes]:
+        """:meth:`data_to_send` as the pieces it was queued in (no copy of big updates into one buffer)."""
+        chunks, self._out = self._out, []
+        return chunks
+
     @property
     def closed(self) -> bool:
         return self.phase is Phase.CLOSED
