@@ -8,7 +8,9 @@ BGRX format), megapixels a second, encoded bytes and the compression ratio again
 
 Encodings are rows of :data:`ENCODERS`, (name, factory) pairs: add a row to benchmark a new encoder.
 A fresh encoder is made for every run, so zlib-based encoders start each run with a new stream, as the
-first update of a session does.
+first update of a session does. Each encoding is measured as a session sends it: behind the encode manager
+(:class:`Managed`: large one-colour areas as fills, the rest by the encoder) with that encoding preferred;
+``--direct`` measures the encoder classes alone.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pyvnc.encoders.base import EncodeJob, Encoder
 from pyvnc.encoders.hextile import HextileEncoder
 from pyvnc.encoders.raw import RawEncoder
 from pyvnc.encoders.rre import RREEncoder
+from pyvnc.encoders.select import EncoderSelector
 from pyvnc.encoders.zlibenc import ZlibEncoder
 from pyvnc.encoders.zrle import ZRLEEncoder
 from pyvnc.protocol.pixelformat import NATIVE, PixelFormat
@@ -40,6 +43,28 @@ IMAGES = ("desktop", "terminal", "webpage", "photo", "noise")
 
 #: noVNC's pixel format: 32 bpp true colour, little-endian, red shift 0, green 8, blue 16
 NOVNC_PF = PixelFormat(32, 24, False, True, 255, 255, 255, 0, 8, 16)
+
+
+class Managed(Encoder):
+    """An encoding as a session uses it: the session's encode manager with ``encoding`` preferred."""
+
+    def __init__(self, cls: type[Encoder]) -> None:
+        self.encoding = cls.encoding
+        self.selector = EncoderSelector()
+        self.selector.configure([cls.encoding])
+
+    def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        return self.encode(EncodeJob(job.frame, (rect,), job.pixel_format, job.quality, job.compress))
+
+    def encode(self, job: EncodeJob) -> list[bytes]:
+        self.selector.quality, self.selector.compress = job.quality, job.compress
+        return self.selector.encode(job)[1]
+
+
+def managed(cls: type[Encoder]) -> Callable[[], Encoder]:
+    """A factory of :class:`Managed` encoders of ``cls``'s encoding."""
+    return lambda: Managed(cls)
+
 
 #: (name, factory, job options): one row per encoding; other encoders (Tight, JPEG, ...) append rows here
 ENCODERS: list[tuple[str, Callable[[], Encoder], dict[str, int]]] = [
@@ -82,9 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated encoder names")
     parser.add_argument("--images", help="comma-separated corpus images")
     parser.add_argument("--native", action="store_true", help="also measure the server's BGRX format")
+    parser.add_argument("--direct", action="store_true", help="the encoder classes alone, without the manager")
     args = parser.parse_args(argv)
 
     rows = [r for r in ENCODERS if not args.only or r[0] in args.only.split(",")]
+    if not args.direct:
+        rows = [(name, managed(factory), opts) for name, factory, opts in rows]  # type: ignore[arg-type]
     images = args.images.split(",") if args.images else list(IMAGES)
     formats = [("novnc", NOVNC_PF)] + ([("native", NATIVE)] if args.native else [])
 

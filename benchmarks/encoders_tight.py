@@ -5,7 +5,8 @@ prints the median encode time of a full 1920×1080 frame and of a 614×338 regio
 ratio to raw 32-bit pixels, for lossless Tight, Tight with JPEG at quality level 6, TightPNG and JPEG. Each
 row uses a fresh encoder (fresh zlib streams) per run, like a new session. The deflate library in use (ISA-L
 when ``isal`` is installed, else stdlib zlib) is printed first; set ``PYVNC_TIGHT_ZLIB=zlib`` to force
-stdlib zlib.
+stdlib zlib. Rows go through the session's encode manager (fills for large one-colour areas) unless
+``--direct`` is given.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from encoders import managed
 from PIL import Image
 
 from pyvnc.encoders import tight as tight_module
@@ -59,8 +61,15 @@ def _zlib_backend() -> object:
     return tight_module.FAST_DEFLATE or zlib
 
 
-def _modes() -> list[tuple[str, Callable[[], Encoder], int | None]]:
+def _modes(direct: bool = False) -> list[tuple[str, Callable[[], Encoder], int | None]]:
     backend = _zlib_backend()
+    if not direct:
+        return [
+            ("tight", managed(TightEncoder), None),
+            ("tight+jpeg6", managed(TightEncoder), 6),
+            ("tightpng", managed(TightPNGEncoder), None),
+            ("jpeg6", managed(JPEGEncoder), 6),
+        ]
     return [
         ("tight", lambda: TightEncoder(zlib_backend=backend), None),  # type: ignore[arg-type]
         ("tight+jpeg6", lambda: TightEncoder(zlib_backend=backend), 6),  # type: ignore[arg-type]
@@ -85,7 +94,7 @@ def measure(
     return statistics.median(times), size
 
 
-def tight_rows(runs: int = 7) -> None:
+def tight_rows(runs: int = 7, direct: bool = False) -> None:
     """Print the table: image, mode, full-frame ms / bytes / ratio, region ms / bytes / ratio."""
     backend = _zlib_backend()
     print(f"deflate: {getattr(backend, '__name__', backend)}  (compress level 2, pixel format NATIVE)")
@@ -93,7 +102,7 @@ def tight_rows(runs: int = 7) -> None:
     print(head + f" {'region ms':>9} {'bytes':>8} {'ratio':>6}")
     for name in NAMES:
         frame = load(name)
-        for mode, make, quality in _modes():
+        for mode, make, quality in _modes(direct):
             fms, fbytes = measure(make, frame, FULL, quality, runs)
             rms, rbytes = measure(make, frame, REGION, quality, runs * 2)
             print(
@@ -104,4 +113,4 @@ def tight_rows(runs: int = 7) -> None:
 
 
 if __name__ == "__main__":
-    tight_rows()
+    tight_rows(direct="--direct" in sys.argv[1:])

@@ -7,7 +7,7 @@ channels) can be served: fill colours are sent as 3-byte TPIXELs and the images 
 main TightPNG client, assumes exactly that.
 
 The PNG images are written here rather than by Pillow: scanlines are filtered with numpy (no filter for
-palette images and text, Paeth for photo-like strips, chosen by the same trial compression Tight uses) and
+palette images and text, the Sub filter for photo-like strips, chosen by the same trial compression Tight uses) and
 deflated by the session's deflater (ISA-L when installed), which is 4-10x faster than Pillow's encoder.
 """
 
@@ -80,20 +80,17 @@ def _pack_indices(indices: NDArray[np.uint8], bits: int) -> NDArray[np.uint8]:
     return out
 
 
-def _paeth(pixels: FrameArray) -> NDArray[np.uint8]:
-    """PNG filter type 4 (Paeth) of a BGRX region, as (h, w, 3) RGB residuals (zero outside the image)."""
-    h, w = pixels.shape[:2]
-    x = np.zeros((h + 1, w + 1, 3), dtype=np.int16)
-    for c in range(3):
-        x[1:, 1:, c] = pixels[..., 2 - c]
-    a = x[1:, :-1]  # left
-    b = x[:-1, 1:]  # up
-    c_ = x[:-1, :-1]  # upper left
-    pa = np.abs(b - c_)
-    pb = np.abs(a - c_)
-    pc = np.abs(a + b - 2 * c_)
-    pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c_))
-    return (x[1:, 1:] - pred).astype(np.uint8)
+def _sub_filter(pixels: FrameArray) -> NDArray[np.uint8]:
+    """PNG filter type 1 (Sub) of a BGRX region: (h, w * 3) RGB bytes minus the pixel to their left.
+
+    Sub costs one subtraction pass; Paeth (type 4) compresses photos ~5 % better but took 4.7 ms against
+    1.1 ms on a 614×338 photo region, more than the whole deflate.
+    """
+    h = pixels.shape[0]
+    rgb = np.ascontiguousarray(pixels[..., 2::-1]).reshape(h, -1)
+    out = rgb.copy()
+    np.subtract(rgb[:, 3:], rgb[:, :-3], out=out[:, 3:])
+    return out
 
 
 class _PngWriter:
@@ -133,7 +130,7 @@ _IEND = _chunk(b"IEND", b"")
 _PNG_RGB = 2
 _PNG_PALETTE = 3
 _PNG_FILTER_NONE = 0
-_PNG_FILTER_PAETH = 4
+_PNG_FILTER_SUB = 1
 
 
 class TightPNGEncoder(_TightBase):
@@ -173,7 +170,7 @@ class TightPNGEncoder(_TightBase):
             assert isinstance(kind, _Full)
             choice = _trial(ctx, pixels, values)
             if choice == FILTER_GRADIENT:
-                rows, filter_type = _paeth(pixels).reshape(rect.h, -1), _PNG_FILTER_PAETH
+                rows, filter_type = _sub_filter(pixels), _PNG_FILTER_SUB
             else:
                 rgb = np.frombuffer(_rgb_of_bgrx(pixels), dtype=np.uint8)
                 rows, filter_type = rgb.reshape(rect.h, -1), _PNG_FILTER_NONE
