@@ -196,7 +196,8 @@ class Server:
                 task.cancel()
             for srv in self._servers:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(srv.wait_closed(), 2)
+                    async with asyncio.timeout(2):
+                        await srv.wait_closed()
             if self.web is not None:
                 await self.web.wait_closed()
             if self._source is not None and self.hub is not None:

@@ -129,7 +129,8 @@ class Session:
         log.info("%s: connected", self.peer)
         try:
             self._flush()
-            await asyncio.wait_for(self._handshake(), self.config.handshake_timeout)
+            async with asyncio.timeout(self.config.handshake_timeout):
+                await self._handshake()
             if self.protocol.closed:
                 return
             await self._read_loop()
@@ -521,7 +522,8 @@ class Session:
             self._release_input()
         self.stream.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.stream.wait_closed(), 2.0)
+            async with asyncio.timeout(2.0):
+                await self.stream.wait_closed()
         reason = self._closing_reason or self.protocol.close_reason or "closed"
         log.info("%s: disconnected (%s)", self.peer, reason)
 

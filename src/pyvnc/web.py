@@ -120,7 +120,8 @@ class WebSocketStream:
     async def _close(self) -> None:
         # let queued bytes (a close reason, say) go out first, briefly
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._flush_rest(), 2)
+            async with asyncio.timeout(2):
+                await self._flush_rest()
         self._pump.cancel()
         with contextlib.suppress(Exception):
             await self._conn.close()
@@ -205,7 +206,8 @@ class WebListener:
     async def wait_closed(self) -> None:
         for srv in self._servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(srv.wait_closed(), 3)
+                async with asyncio.timeout(3):
+                    await srv.wait_closed()
 
     # --- WebSocket connections -----------------------------------------------------------------------------
 

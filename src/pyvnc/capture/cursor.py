@@ -304,8 +304,11 @@ class CursorWatcher:
                 img = await asyncio.to_thread(self.poll)
                 if img is not None:
                     yield img
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+                # arrives as the wait ends, and this generator then never stops
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), interval)
+                    async with asyncio.timeout(interval):
+                        await wake.wait()
         finally:
             loop.remove_reader(fd)
 
