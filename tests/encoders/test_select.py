@@ -240,3 +240,22 @@ def test_rectangles_in_reading_order() -> None:
     positions = [(r.y, r.x) for r, _ in headers(encoded)]
     assert positions[0] == (0, 0)
     assert positions == sorted(positions)
+
+
+@requires_corpus
+@pytest.mark.parametrize("pf", [NOVNC_PF, RGB565], ids=["rgbx32", "rgb565"])
+@pytest.mark.parametrize("encoding", [Encoding.RRE, Encoding.HEXTILE])
+def test_rre_and_hextile_never_larger_than_raw(encoding: int, pf: PixelFormat) -> None:
+    """Every rectangle RRE or Hextile sends is no bigger than the same rectangle in Raw (noise included)."""
+    rects = [FULL, Rect(3, 5, 517, 333), Rect(1900, 1000, 20, 80), Rect(0, 0, 1, 1), Rect(640, 480, 64, 17)]
+    sel = EncoderSelector()
+    sel.configure([encoding])
+    bpp = pf.bits_per_pixel // 8
+    for name in ("terminal", "webpage", "desktop", "photo", "noise"):
+        frame = corpus_frame(name)
+        for rect in rects:
+            _, encoded = encode_all(sel, frame, [rect], pf)
+            for data, (r, enc) in zip(encoded, headers(encoded), strict=True):
+                assert enc in (encoding, Encoding.RAW)
+                assert len(data) <= 12 + r.area * bpp, (name, rect, r, enc)
+            assert sum(r.area for r, _ in headers(encoded)) == rect.area
