@@ -13,7 +13,9 @@ time. It counts the bytes of each FramebufferUpdate and reads the server's CPU t
 thread, /proc/PID/stat fields 14 and 15) before and after the N frames.
 
 Printed per image × encoding: KiB per full frame, server CPU ms per frame and client-seen wall ms per frame
-for both servers, and the pyvnc/x0vncserver ratios. Notes:
+for both servers, the pyvnc/x0vncserver ratios, and for Tight rows the PSNR of what the client decoded
+against the image (the tests' reference Tight decoder, JPEG through Pillow; "exact" when lossless), so that
+JPEG sizes can be compared at the quality each server delivered. Notes:
 
 - x0vncserver always paints the pointer into its framebuffer (pyvnc does not unless the client lacks a cursor
   pseudo-encoding — none is offered here, so both paint it); it sits on a flat area of no image in particular
@@ -178,10 +180,14 @@ class CountingReader:
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self.reader = reader
         self.count = 0
+        #: when set, every byte read is also appended here
+        self.tape: bytearray | None = None
 
     async def read(self, n: int) -> bytes:
         data = await self.reader.readexactly(n)
         self.count += n
+        if self.tape is not None:
+            self.tape += data
         return data
 
     async def u8(self) -> int:
@@ -206,6 +212,8 @@ class Measurement:
     cpu_s: float = 0.0
     wall_s: float = 0.0
     encodings: Counter[str] = field(default_factory=Counter)
+    #: PSNR (dB) of the last frame as decoded, against the image shown (Tight rows; None elsewhere)
+    psnr: float | None = None
 
     @property
     def kib_per_frame(self) -> float:
@@ -227,6 +235,8 @@ class Client:
         self.r = CountingReader(reader)
         self.writer = writer
         self.width = self.height = 0
+        #: every Tight rectangle received (header included), in order, for decoding afterwards
+        self.tight_rects: list[bytes] = []
 
     @classmethod
     async def connect(cls, port: int, encodings: list[int]) -> Client:
@@ -306,7 +316,10 @@ class Client:
             elif enc in (ZLIB, ZRLE):
                 await r.read(await r.u32())
             elif enc == TIGHT:
+                self.r.tape = bytearray(struct.pack(">HHHHi", _x, _y, w, h, enc))
                 await self.tight(w, h)
+                self.tight_rects.append(bytes(self.r.tape))
+                self.r.tape = None
             elif enc == -223:  # DesktopSize
                 pass
             elif enc == -308:  # ExtendedDesktopSize
@@ -357,7 +370,26 @@ class Client:
         await r.read(size if size < 12 else await r.compact_length())
 
 
-async def measure(port: int, pid: int, encodings: list[int], frames: int) -> Measurement:
+def decoded_psnr(rects: list[bytes], image: Path) -> float | None:
+    """Decode a connection's Tight rectangles with the tests' independent reference decoder (JPEG through
+    Pillow) and compare the result with ``image``; None when the tests are not beside this script."""
+    tests = ROOT / "tests" / "encoders"
+    if str(tests) not in sys.path:
+        sys.path.insert(0, str(tests))
+    try:
+        import numpy as np
+        from PIL import Image
+        from test_tight_reference import TightReference, psnr
+
+        from pyvnc.protocol.pixelformat import PixelFormat
+    except ImportError:
+        return None
+    ref = TightReference(PixelFormat(32, 24, False, True, 255, 255, 255, 16, 8, 0), WIDTH, HEIGHT)
+    ref.feed(rects)
+    return float(psnr(ref.fb, np.asarray(Image.open(image).convert("RGB"))))
+
+
+async def measure(port: int, pid: int, encodings: list[int], frames: int, image: Path | None = None) -> Measurement:
     m = Measurement()
     client = await Client.connect(port, encodings)
     try:
@@ -371,6 +403,8 @@ async def measure(port: int, pid: int, encodings: list[int], frames: int) -> Mea
         m.cpu_s = cpu_seconds(pid) - cpu0
     finally:
         await client.close()
+    if image is not None and client.tight_rects:
+        m.psnr = decoded_psnr(client.tight_rects, image)
     return m
 
 
@@ -441,8 +475,8 @@ def run(args: argparse.Namespace) -> list[Row]:
                     offered.append(COMPRESS_0 + args.compress)
                     x0m = None
                     if encoding != ZLIB:  # TigerVNC has no Zlib encoder
-                        x0m = asyncio.run(measure(x0_port, x0_pid, offered, args.frames))
-                    pym = asyncio.run(measure(py_port, py_pid, offered, args.frames))
+                        x0m = asyncio.run(measure(x0_port, x0_pid, offered, args.frames, path))
+                    pym = asyncio.run(measure(py_port, py_pid, offered, args.frames, path))
                     rows.append(Row(image, name, x0m, pym))
                     print_row(rows[-1], flush=True)
                 procs.stop_all()
@@ -455,9 +489,9 @@ def run(args: argparse.Namespace) -> list[Row]:
 
 HEADER = (
     f"{'image':<9} {'encoding':<12} | {'KiB/frame':>21} {'size':>6} | {'server CPU ms/frame':>19} {'CPU':>6} | "
-    f"{'wall ms/frame':>15}\n"
+    f"{'wall ms/frame':>15} | {'PSNR dB':>13}\n"
     f"{'':<9} {'':<12} | {'x0vnc':>10} {'pyvnc':>10} {'py/x0':>6} | {'x0vnc':>9} {'pyvnc':>9} {'py/x0':>6} | "
-    f"{'x0vnc':>7} {'pyvnc':>7}"
+    f"{'x0vnc':>7} {'pyvnc':>7} | {'x0vnc':>6} {'pyvnc':>6}"
 )
 
 
@@ -475,7 +509,12 @@ def print_row(row: Row, flush: bool = False) -> None:
         size = f"{'—':>10} {py.kib_per_frame:10.1f} {'':>6}"
         cpu = f"{'—':>9} {py.cpu_ms_per_frame:9.1f} {'':>6}"
         wall = f"{'—':>7} {py.wall_ms_per_frame:7.1f}"
-    print(f"{row.image:<9} {row.encoding:<12} | {size} | {cpu} | {wall}", flush=flush)
+    def db(m: Measurement | None) -> str:
+        if m is None or m.psnr is None:
+            return f"{'—':>6}"
+        return f"{'exact':>6}" if m.psnr == float("inf") else f"{m.psnr:6.1f}"
+
+    print(f"{row.image:<9} {row.encoding:<12} | {size} | {cpu} | {wall} | {db(x0)} {db(py)}", flush=flush)
 
 
 def used_notes(rows: list[Row]) -> Iterator[str]:
