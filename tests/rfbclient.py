@@ -49,6 +49,10 @@ class RFBClient:
         self.cut_texts: list[bytes] = []
         self.version = b""
         self.cursor: tuple[int, int, int, int, bytes, bytes] | None = None
+        #: every QEMU LED State the server sent, in order
+        self.leds: list[int] = []
+        #: pseudo-encodings the server confirmed with an empty rectangle (QEMU key events, mouse buttons)
+        self.confirmed: set[int] = set()
 
     @classmethod
     async def connect(
@@ -127,6 +131,10 @@ class RFBClient:
     def pointer(self, x: int, y: int, buttons: int) -> None:
         self.writer.write(struct.pack(">BBHH", 5, buttons, x, y))
 
+    def extended_pointer(self, x: int, y: int, buttons: int) -> None:
+        """An extended PointerEvent (ExtendedMouseButtons): buttons 1-7 in bits 0-6, 8-15 in bits 7-14."""
+        self.writer.write(struct.pack(">BBHHB", 5, 0x80 | (buttons & 0x7F), x, y, buttons >> 7))
+
     def cut_text(self, text: bytes) -> None:
         self.writer.write(struct.pack(">B3xI", 6, len(text)) + text)
 
@@ -196,7 +204,9 @@ class RFBClient:
                 assert sub == 0
                 self.cursor = (x, y, w, h, await self.read(w * h * 4), b"")
             elif enc in (-258, -316):  # confirmations of QEMU key events / extended mouse buttons
-                pass
+                self.confirmed.add(enc)
+            elif enc == -261:  # QEMU LED State: one byte
+                self.leds.append((await self.read(1))[0])
             elif enc == -307:  # DesktopName
                 (ln,) = struct.unpack(">I", await self.read(4))
                 self.name = (await self.read(ln)).decode()

@@ -73,6 +73,8 @@ class FrameHub:
         self.cursor: CursorImage | None = None
         self.cursor_seq = 0
         self.pointer: tuple[int, int] | None = None
+        #: the keyboard LEDs (QEMU LED State bits) once the source reported a change, else None
+        self.led_state: int | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -148,6 +150,14 @@ class FrameHub:
         for sub in self._subs:
             if sub.on_bell is not None:
                 sub.on_bell()
+
+    def set_led_state(self, state: int) -> None:
+        """The desktop's keyboard LEDs changed (bit 0 Scroll Lock, 1 Num Lock, 2 Caps Lock)."""
+        if state == self.led_state:
+            return
+        self.led_state = state
+        for sub in self._subs:
+            sub.changed.set()
 
     def set_cursor(self, cursor: CursorImage | None) -> None:
         old = self._cursor_area()

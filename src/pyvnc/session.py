@@ -100,6 +100,8 @@ class Session:
         self._pointer = (0, 0)
         self._client_size = (0, 0)
         self._client_name = ""
+        #: the LED state this client was last sent (None: not yet)
+        self._leds_sent: int | None = None
         self._pending_pseudo: list[bytes] = []
         self.encoders = EncoderSelector()
         self.pacer = Pacer()
@@ -413,6 +415,10 @@ class Session:
                     out.append(vmware_cursor_rect(cursor))
                 else:
                     out.append(cursor_rect(cursor, converter_for(effective_format(proto.pixel_format))))
+        leds = self._led_state()
+        if leds is not None and leds != self._leds_sent and proto.supports(Encoding.QEMU_LED_STATE):
+            out.append(led_state_rect(leds))
+            self._leds_sent = leds
         if self.hub.name != self._client_name and proto.supports(Encoding.DESKTOP_NAME):
             out.append(desktop_name_rect(self.hub.name))
             self._client_name = self.hub.name
@@ -481,12 +487,17 @@ class Session:
                     ExtendedDesktopSizeReason.SERVER, ExtendedDesktopSizeStatus.NO_ERROR, w, h, (Screen(0, 0, 0, w, h),)
                 )
             )
-        led_state = getattr(self.source, "led_state", None)
-        if proto.supports(Encoding.QEMU_LED_STATE) and callable(led_state):
-            state = led_state()
-            if isinstance(state, int):
-                self._pending_pseudo.append(led_state_rect(state))
+        # (re)state the keyboard LEDs in the next update to a client that asks for them
+        self._leds_sent = None
         self._wake.set()
+
+    def _led_state(self) -> int | None:
+        """The keyboard LEDs: the latest change the source reported, else what it says now (None: unknown)."""
+        if self.hub.led_state is not None:
+            return self.hub.led_state
+        led_state = getattr(self.source, "led_state", None)
+        state = led_state() if callable(led_state) else None
+        return state if isinstance(state, int) else None
 
     def send_clipboard(self, text: str) -> None:
         """The desktop's clipboard changed: pass it on (view-only clients may read it too)."""

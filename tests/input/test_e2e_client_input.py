@@ -109,3 +109,71 @@ async def test_held_keys_released_when_client_leaves(server: Server, recorder: R
         10,
     )
     assert len(released) == 2
+
+
+CAPS_LOCK = 0xFFE5
+
+
+async def test_led_state_follows_the_desktop(server: Server, recorder: Recorder) -> None:
+    """QEMU LED State: the LEDs in the first update, and again in the next update each time they change on the
+    X server (here Caps Lock pressed by another client); a client that did not ask gets none."""
+    watcher = await RFBClient.connect("127.0.0.1", server.port)
+    other = await RFBClient.connect("127.0.0.1", server.port)
+    typist = await RFBClient.connect("127.0.0.1", server.port)
+    try:
+        watcher.set_encodings([0, -261])
+        other.set_encodings([0])
+        for client in (watcher, other):
+            client.request(incremental=False)
+        await watcher.read_update()
+        await other.read_update()
+        assert len(watcher.leds) == 1 and other.leds == []
+        base = watcher.leds[0]
+
+        async def next_leds(count: int) -> list[int]:
+            while len(watcher.leds) < count:
+                watcher.request(incremental=True)
+                await asyncio.wait_for(watcher.read_update(), 10)
+            return watcher.leds
+
+        for expected in (base ^ 0b100, base):  # Caps Lock on, then off again
+            typist.key(CAPS_LOCK, True)
+            typist.key(CAPS_LOCK, False)
+            await typist.writer.drain()
+            leds = await next_leds(len(watcher.leds) + 1)
+            assert leds[-1] == expected
+        other.request(incremental=False)
+        await other.read_update()
+        assert other.leds == []
+    finally:
+        for client in (watcher, other, typist):
+            await client.close()
+
+
+async def test_extended_mouse_buttons_back_and_forward(server: Server, recorder: Recorder) -> None:
+    """ExtendedMouseButtons: confirmed with an empty rectangle, then back (8) and forward (9) from the extra
+    byte reach the X program as buttons 8 and 9, and one still held when the client leaves is released."""
+    client = await RFBClient.connect("127.0.0.1", server.port)
+    try:
+        client.set_encodings([0, -316])
+        client.request(incremental=False)
+        await client.read_update()
+        assert -316 in client.confirmed
+        for bit, button in ((7, 8), (8, 9)):
+            client.extended_pointer(40, 30, 1 << bit)
+            client.extended_pointer(40, 30, 0)
+            await client.writer.drain()
+            got = await asyncio.to_thread(recorder.collect, lambda e: e["type"] == "button", 2, 10)
+            assert [(e["button"], e["down"], e["x"], e["y"]) for e in got] == [
+                (button, True, 40, 30),
+                (button, False, 40, 30),
+            ]
+        # held forward button, then the client leaves: it is released
+        client.extended_pointer(41, 31, 1 << 8)
+        await client.writer.drain()
+        got = await asyncio.to_thread(recorder.collect, lambda e: e["type"] == "button", 1, 10)
+        assert (got[0]["button"], got[0]["down"]) == (9, True)
+    finally:
+        await client.close()
+    got = await asyncio.to_thread(recorder.collect, lambda e: e["type"] == "button", 1, 10)
+    assert (got[0]["button"], got[0]["down"]) == (9, False)

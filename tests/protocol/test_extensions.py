@@ -20,6 +20,7 @@ from pyvnc.protocol.messages import (
     PointerEvent,
     QEMUKeyEvent,
     UpdateRequested,
+    led_state_rect,
 )
 from pyvnc.region import Rect
 
@@ -248,3 +249,22 @@ def test_pacer_window_follows_bandwidth_delay_product() -> None:
     assert pacer.acknowledged(a, 2.2)
     assert pacer.can_send()
     assert not pacer.acknowledged(12345, 3.0)  # unknown fences are ignored
+
+
+def test_qemu_led_state_rect_bytes() -> None:
+    """x, y, width, height 0, encoding -261, then one byte: bit 0 Scroll Lock, 1 Num Lock, 2 Caps Lock."""
+    assert led_state_rect(0b100) == bytes(8) + struct.pack(">i", -261) + b"\x04"
+    assert led_state_rect(0b011) == bytes(8) + b"\xff\xff\xfe\xfb" + b"\x03"
+    assert led_state_rect(0xFF)[-1] == 7  # only the three defined bits
+
+
+def test_extended_pointer_event_bytes() -> None:
+    """With ExtendedMouseButtons on, the marker bit announces a byte of buttons 8-15; without it, bit 7 is
+    button 8 and no extra byte follows (rfbproto "PointerEvent")."""
+    p = connect([0])
+    p.receive_data(struct.pack(">BBHH", 5, 0x81, 1, 2))  # not enabled yet: bit 7 is button 8, no extra byte
+    p.receive_data(set_encodings([0, -316]))
+    p.receive_data(struct.pack(">BBHHB", 5, 0x80 | 0x01, 10, 20, 0b11))  # button 1, then 8 and 9
+    p.receive_data(struct.pack(">BBHH", 5, 0x04, 10, 20))  # a normal event: button 3 only
+    events = [e for e in p.events_received() if isinstance(e, PointerEvent)]
+    assert [(e.buttons, e.x, e.y) for e in events] == [(0x81, 1, 2), (0x01 | (0b11 << 7), 10, 20), (0x04, 10, 20)]

@@ -58,6 +58,9 @@ class FrameSink(Protocol):
     def bell(self) -> None:
         """The desktop rang its bell."""
 
+    def set_led_state(self, state: int) -> None:
+        """The keyboard LEDs changed: QEMU LED State bits (bit 0 Scroll Lock, 1 Num Lock, 2 Caps Lock)."""
+
     def set_cursor(self, cursor: CursorImage | None) -> None:
         """The pointer's shape changed (None: unknown or hidden)."""
 

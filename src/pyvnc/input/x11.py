@@ -25,9 +25,10 @@ The keycode pressed for a keysym is remembered, so its release releases that key
 modifiers changed in between. Modifier keysyms (Shift, Control, Alt, Meta, Super, ISO_Level3_Shift,
 Mode_switch…) are pressed as they are, never adjusted.
 
-Pointer. Motion goes to the exact position; buttons 1–3 (and 8, bit 7) are pressed and released as the
-button mask changes; the wheel bits 3–6 (buttons 4–7: up, down, left, right) are clicks, a press and a
-release each time their bit goes from 0 to 1 (rfbproto 7.5.5).
+Pointer. Motion goes to the exact position; buttons 1–3 and 8–15 (bit 7 on: back, forward and more, from the
+ExtendedMouseButtons pseudo-encoding's extra byte) are pressed and released as the button mask changes; the
+wheel bits 3–6 (buttons 4–7: up, down, left, right) are clicks, a press and a release each time their bit
+goes from 0 to 1 (rfbproto 7.5.5).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ _MAPPING_KEYBOARD = 1
 _SHIFT_MASK = 1 << 0
 _LOCK_MASK = 1 << 1
 
+#: button-mask bits: 7 of the PointerEvent byte and 8 more from ExtendedMouseButtons (X buttons 1-15)
+_BUTTON_BITS = 15
 #: RFB button-mask bits that are wheel clicks (bits 3–6 → X buttons 4–7)
 _WHEEL_BITS = 0b0111_1000
 #: seconds before retrying a display that could not be opened
@@ -575,7 +578,7 @@ class X11InputSink:
             xtest.fake_input(d, _MOTION_NOTIFY, x=max(0, x), y=max(0, y))
             self._position = (x, y)
         changed = self._buttons ^ buttons
-        for bit in range(8):
+        for bit in range(_BUTTON_BITS):
             mask = 1 << bit
             if not changed & mask:
                 continue
@@ -594,7 +597,7 @@ class X11InputSink:
         self._held.clear()
         self._pressed.clear()
         self._scancodes.clear()
-        for bit in range(8):
+        for bit in range(_BUTTON_BITS):
             mask = 1 << bit
             if self._buttons & mask and not mask & _WHEEL_BITS:
                 self._xtest.fake_input(self._d, _BUTTON_RELEASE, bit + 1)
