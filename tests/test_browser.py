@@ -300,3 +300,52 @@ async def test_page_without_novnc_says_how_to_install(tmp_path: Path) -> None:
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+def x_screen_size(display: str) -> tuple[int, int]:
+    """The X screen's size as the X server reports it (xdpyinfo's "dimensions")."""
+    out = subprocess.run(
+        ["xdpyinfo", "-display", display], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    w, h = out.split("dimensions:", 1)[1].split()[0].split("x")
+    return int(w), int(h)
+
+
+@pytest.mark.skipif(
+    shutil.which("Xvfb") is None or shutil.which("xrandr") is None or shutil.which("xdpyinfo") is None,
+    reason="Xvfb, xrandr or xdpyinfo is not installed",
+)
+async def test_resize_remote_makes_the_virtual_display_fit_the_window(browser: Any) -> None:
+    """``/?resize=remote``: noVNC (resizeSession) sends SetDesktopSize for its element's size; the managed Xvfb
+    really takes that size, and follows when the window is resized."""
+    from pyvnc.capture.xvfb import XvfbSource
+
+    web = free_port()
+    source = XvfbSource(640, 480)
+    async with Server(ServerConfig(port=0, web_port=web), source=source) as server:
+        assert source.display is not None
+        page = await open_page(browser, f"http://127.0.0.1:{web}/?resize=remote")
+        await wait_status(page, "Connected")
+        for viewport in ({"width": 1100, "height": 800}, {"width": 900, "height": 640}):
+            await page.set_viewport_size(viewport)
+            box = await page.evaluate(
+                "(() => { const r = document.getElementById('screen').getBoundingClientRect();"
+                " return [Math.floor(r.width), Math.floor(r.height)]; })()"
+            )
+            want = (int(box[0]), int(box[1]))
+            assert want[0] <= viewport["width"] and want[1] < viewport["height"]  # the bar takes some height
+            for _ in range(100):
+                if server.hub is not None and server.hub.size == want:
+                    break
+                await asyncio.sleep(0.1)
+            assert server.hub is not None and server.hub.size == want
+            assert await asyncio.to_thread(x_screen_size, source.display) == want
+            for _ in range(50):  # the canvas follows
+                size = await page.evaluate(
+                    "[document.querySelector('#screen canvas').width, document.querySelector('#screen canvas').height]"
+                )
+                if tuple(size) == want:
+                    break
+                await asyncio.sleep(0.1)
+            assert tuple(size) == want
+        await page.context.close()

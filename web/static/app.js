@@ -10,6 +10,8 @@ let rfb = null;
 let password = params.get("password") || null;
 let userDisconnected = false;
 let desktopName = "";
+// ?resize=remote: ask the server to make the desktop the size of the window (SetDesktopSize)
+if (params.get("resize") === "remote") $("resize").checked = true;
 
 function setStatus(text, state) {
   status.textContent = text;
@@ -40,7 +42,7 @@ function connect() {
     return;
   }
   rfb.scaleViewport = $("scale").checked;
-  rfb.resizeSession = false;
+  rfb.resizeSession = $("resize").checked;
   rfb.viewOnly = $("viewonly").checked;
   rfb.focusOnClick = true;
   // noVNC's quality/compression defaults (6 and 2) suit most links
@@ -93,6 +95,7 @@ $("password-form").addEventListener("submit", (e) => {
 $("reconnect").addEventListener("click", connect);
 $("viewonly").addEventListener("change", (e) => { if (rfb) rfb.viewOnly = e.target.checked; });
 $("scale").addEventListener("change", (e) => { if (rfb) rfb.scaleViewport = e.target.checked; });
+$("resize").addEventListener("change", (e) => { if (rfb) rfb.resizeSession = e.target.checked; });
 $("fullscreen").addEventListener("click", () => {
   if (document.fullscreenElement) document.exitFullscreen();
   else document.documentElement.requestFullscreen().catch(() => {});
