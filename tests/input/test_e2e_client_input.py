@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from rfbclient import RFBClient
 from test_x11_input import Recorder, private_xvfb
 
 from pyvnc import Server, ServerConfig
+from pyvnc.capture.cursor import cursor_bounds
 from pyvnc.capture.x11 import X11Source
 
 pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
@@ -37,6 +42,7 @@ def recorder(display: str) -> Iterator[Recorder]:
 
 @pytest.fixture
 async def server(display: str, recorder: Recorder) -> AsyncIterator[Server]:
+    """A server on the module's display; the X event recorder's window is on it too (so captures show it)."""
     recorder.clear()
     async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as srv:
         yield srv
@@ -177,3 +183,77 @@ async def test_extended_mouse_buttons_back_and_forward(server: Server, recorder:
         await client.close()
     got = await asyncio.to_thread(recorder.collect, lambda e: e["type"] == "button", 1, 10)
     assert (got[0]["button"], got[0]["down"]) == (9, False)
+
+
+def xclip(display: str, *args: str, data: bytes | None = None) -> bytes:
+    env = dict(os.environ, DISPLAY=display)
+    return subprocess.run(["xclip", *args], input=data, env=env, capture_output=True, timeout=10, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("xclip") is None, reason="xclip is not installed")
+async def test_vncdotool_legacy_cut_text_both_ways(server: Server, display: str, tmp_path: Path) -> None:
+    """vncdotool speaks only legacy (Latin-1) cut text: what it pastes lands in the X CLIPBOARD, and text
+    copied in X reaches it as ServerCutText, Latin-1 encoded."""
+    text = "héllo wörld, ßüé"
+    pasted = tmp_path / "paste.txt"
+    pasted.write_text(text, encoding="utf-8")
+    await vncdo(server.port, "pastefile", str(pasted))
+    for _ in range(100):
+        if await asyncio.to_thread(xclip, display, "-o", "-selection", "clipboard") == text.encode():
+            break
+        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(xclip, display, "-o", "-selection", "clipboard") == text.encode()
+
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("vncdo_clipboard.py")),
+        str(server.port),
+        "1",
+        "20",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert receiver.stdout is not None
+    ready = await asyncio.wait_for(receiver.stdout.readline(), 30)
+    assert ready.strip() == b"ready", ready
+    copied = "copied in X: grüße"
+    owner = subprocess.Popen(
+        ["xclip", "-quiet", "-selection", "clipboard", "-i"],
+        env=dict(os.environ, DISPLAY=display),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert owner.stdin is not None
+        owner.stdin.write(copied.encode())
+        owner.stdin.close()
+        out, _ = await asyncio.wait_for(receiver.communicate(), 30)
+    finally:
+        owner.terminate()
+        owner.wait(5)
+    assert receiver.returncode == 0, out.decode(errors="replace")
+    assert out.decode().strip().splitlines()[-1] == repr(copied)
+
+
+async def test_several_vncdotool_clients_at_once(server: Server, recorder: Recorder, tmp_path: Path) -> None:
+    """Four vncdotool processes at once: three capture the screen while one types; all succeed, the captures
+    equal the X screen (outside the pointer, which vncdotool may or may not have drawn yet), and the typing
+    arrives in order."""
+    text = "several at once"
+    captures = [tmp_path / f"cap{i}.png" for i in range(3)]
+    await asyncio.gather(*(vncdo(server.port, "capture", str(c)) for c in captures), vncdo(server.port, "type", text))
+    assert await typed_text(recorder, len(text)) == text
+    hub = server.hub
+    assert hub is not None
+    want = np.ascontiguousarray(hub.frame[..., 2::-1])
+    # the pointer is drawn into the pictures (by the server or by vncdotool): compare everywhere else
+    outside = np.ones(want.shape[:2], dtype=np.bool_)
+    if hub.cursor is not None and hub.pointer is not None:
+        box = cursor_bounds(hub.cursor, *hub.pointer, want.shape[1], want.shape[0])
+        if box is not None:
+            outside[box.y : box.bottom, box.x : box.right] = False
+    pictures = [np.asarray(Image.open(c).convert("RGB")) for c in captures]
+    for got in pictures:
+        assert got.shape == want.shape
+        assert np.array_equal(got[outside], want[outside])
