@@ -349,3 +349,39 @@ async def test_resize_remote_makes_the_virtual_display_fit_the_window(browser: A
                 await asyncio.sleep(0.1)
             assert tuple(size) == want
         await page.context.close()
+
+
+@pytest.mark.skipif(
+    shutil.which("Xvfb") is None or shutil.which("setxkbmap") is None, reason="Xvfb or setxkbmap is not installed"
+)
+async def test_novnc_types_by_key_position_with_qemu_key_events(browser: Any) -> None:
+    """noVNC sends QEMU Extended Key Events once the server confirms them: the X server gets the key's
+    position, not its symbol. With a German layout on the X side, the keys where a US keyboard has Z and Y
+    type y and z — which keysym-only typing (z, y) could never produce."""
+    from input.test_x11_input import Recorder, private_xvfb
+
+    from pyvnc.capture.x11 import X11Source
+
+    web = free_port()
+    with private_xvfb() as display:
+        subprocess.run(["setxkbmap", "-display", display, "de"], check=True, timeout=30)
+        recorder = Recorder(display)
+        try:
+            async with Server(ServerConfig(port=0, web_port=web), source=X11Source(display)):
+                page = await open_page(browser, f"http://127.0.0.1:{web}/")
+                await wait_status(page, "Connected")
+                recorder.clear()
+                # until the server's confirmation of QEMU key events reaches noVNC, keys go as keysyms (z)
+                for _ in range(20):
+                    await page.keyboard.press("KeyZ")
+                    (event,) = await asyncio.to_thread(recorder.typed, 1, 10)
+                    if event["text"] == "y":
+                        break
+                assert event["text"] == "y"
+                for code in ("KeyY", "Digit1", "KeyZ"):
+                    await page.keyboard.press(code)
+                events = await asyncio.to_thread(recorder.typed, 3, 10)
+                assert [e["text"] for e in events] == ["z", "1", "y"]
+                await page.context.close()
+        finally:
+            recorder.close()
