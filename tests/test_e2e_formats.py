@@ -331,3 +331,62 @@ async def test_stalled_client_does_not_slow_the_others() -> None:
         assert counts[0] < 30 <= counts[1]  # the stalled one fell behind, alone
         await fast.close()
         await slow.close()
+
+
+async def test_view_only_client_cannot_set_the_clipboard_or_type() -> None:
+    """A view-only client's cut text, keys and pointer are dropped; a full client's reach the source. Both
+    still receive the desktop's clipboard."""
+    clips: list[str] = []
+    keys: list[int] = []
+    source = PushSource(width=W, height=H, on_clipboard=clips.append, on_key=lambda k, d: keys.append(k))
+    source.push(frame_rgb())
+    config = ServerConfig(port=0, web_port=0, password="full", view_only_password="view")
+    async with Server(config, source=source) as server:
+        viewer = await RFBClient.connect("127.0.0.1", server.port, password="view")
+        full = await RFBClient.connect("127.0.0.1", server.port, password="full")
+        viewer.cut_text(b"from the viewer")
+        viewer.key(ord("v"), True)
+        full.cut_text(b"from the full client")
+        full.key(ord("f"), True)
+        for c in (viewer, full):
+            await c.writer.drain()
+        for _ in range(50):
+            if clips and keys:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # time for anything of the viewer's to arrive too
+        assert clips == ["from the full client"]
+        assert keys == [ord("f")]
+        assert server.hub is not None
+        server.hub.set_clipboard("from the desktop")
+        for c in (viewer, full):
+            c.request(incremental=True)
+            while not c.cut_texts:
+                await asyncio.wait_for(c.read_message(), 5)
+            assert c.cut_texts == [b"from the desktop"]
+        for c in (viewer, full):
+            await c.close()
+
+
+async def test_desktop_name_changes_reach_clients_that_ask() -> None:
+    """DesktopName (-307): a client that lists it gets the new name in its next update; others do not."""
+    source = PushSource(width=W, height=H, name="before")
+    source.push(frame_rgb())
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        asker = await RFBClient.connect("127.0.0.1", server.port)
+        plain = await RFBClient.connect("127.0.0.1", server.port)
+        assert asker.name == plain.name == "before"
+        asker.set_encodings([0, -307])
+        plain.set_encodings([0])
+        for c in (asker, plain):
+            c.request()
+            await c.read_update()
+        source.set_name("après ✓")
+        source.push(frame_rgb(), rects=[(0, 0, 4, 4)])
+        for c in (asker, plain):
+            c.request(incremental=True)
+            update = await asyncio.wait_for(c.read_update(), 5)
+            assert (-307 in [r[4] for r in update.rects]) == (c is asker)
+        assert asker.name == "après ✓" and plain.name == "before"
+        for c in (asker, plain):
+            await c.close()
