@@ -341,7 +341,10 @@ async def test_vncdotool_decodes_exactly(used_encodings: list[int], tmp_path: Pa
 async def test_vncdotool_mixed_encodings(used_encodings: list[int], tmp_path: Path, encoding: int) -> None:
     """vncdotool offering all four, its favourite first: one-colour areas and photo-like areas may go with
     another encoding it listed (fills with RRE or Hextile, photos with Hextile), all in the same updates."""
-    frame = np.concatenate([corpus_crop("webpage", 200, 100, 640, 240), corpus_crop("photo", 600, 300, 640, 240)])
+    flat = np.empty((240, 640, 3), np.uint8)
+    flat[:] = (40, 90, 160)  # a plain area big enough to go as a fill
+    flat[180:220, 200:420] = corpus_crop("webpage", 200, 100, 220, 40)
+    frame = np.concatenate([flat, corpus_crop("photo", 600, 300, 640, 240)])
     picture, _received, log = await capture_through_proxy(frame, encoding, tmp_path)
     assert picture is not None, f"vncdotool failed:\n{log[-3000:]}"
     assert np.array_equal(picture, frame), describe_difference(picture, frame)
