@@ -4,18 +4,17 @@ X server going away ends the server cleanly."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import mss
 import numpy as np
 import pytest
 from PIL import Image
 from rfbclient import RFBClient
+from xhelpers import grab, xvfb_process
 
 from pyvnc import Server, ServerConfig
 from pyvnc.capture.x11 import X11Source
@@ -24,31 +23,10 @@ from pyvnc.errors import CaptureError
 pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
 
 
-def start_xvfb(geometry: str = "640x480x24") -> tuple[subprocess.Popen[bytes], str]:
-    r, w = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(w), "-screen", "0", geometry, "-nolisten", "tcp", "-noreset"],
-        pass_fds=(w,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(w)
-    with os.fdopen(r) as f:
-        number = f.readline().strip()
-    return proc, f":{number}"
-
-
 @pytest.fixture
 def xvfb() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    proc, display = start_xvfb()
-    yield proc, display
-    proc.terminate()
-    proc.wait(5)
-
-
-def grab(display: str) -> np.ndarray:
-    with mss.MSS(display=display) as sct:
-        shot = sct.grab(sct.monitors[0])
-        return np.asarray(shot)[..., 2::-1].copy()
+    with xvfb_process() as x:
+        yield x.proc, x.display
 
 
 class RootPainter:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tigervnc_viewer import HEIGHT, WIDTH, corpus_crop, grab, run_viewer, viewer_display  # noqa: F401
+from test_tigervnc_viewer import HEIGHT, WIDTH, corpus_crop, run_viewer, viewer_display  # noqa: F401
+from xhelpers import grab
 
 from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.capture.xvfb import XvfbSource

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import mss
 import numpy as np
 import numpy.typing as npt
 import pytest
 from PIL import Image
+from xhelpers import grab, private_xvfb
 
 from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.encoders.base import EncodeJob
@@ -54,32 +54,11 @@ def corpus_crop(name: str, x: int = 200, y: int = 100, w: int = WIDTH, h: int = 
     return np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB"))[y : y + h, x : x + w])
 
 
-def start_xvfb(geometry: str) -> tuple[subprocess.Popen[bytes], str]:
-    r, w = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(w), "-screen", "0", geometry, "-nolisten", "tcp", "-noreset", "-br"],
-        pass_fds=(w,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(w)
-    with os.fdopen(r) as f:
-        number = f.readline().strip()
-    if not number:
-        proc.kill()
-        proc.wait()
-        pytest.skip("Xvfb did not start")
-    return proc, f":{number}"
-
-
 @pytest.fixture(scope="module")
 def viewer_display() -> Iterator[str]:
     """One Xvfb, the size of the remote desktop, that every viewer in this module runs on."""
-    proc, display = start_xvfb(f"{WIDTH}x{HEIGHT}x24")
-    try:
+    with private_xvfb(f"{WIDTH}x{HEIGHT}x24", "-br") as display:
         yield display
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 @pytest.fixture
@@ -95,12 +74,6 @@ def used_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(EncoderSelector, "encode", spy)
     return used
-
-
-def grab(display: str) -> Frame:
-    with mss.MSS(display=display) as sct:
-        shot = sct.grab(sct.monitors[0])
-        return np.asarray(shot)[..., 2::-1].copy()
 
 
 def psnr(a: Frame, b: Frame) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 import shutil
 import struct
 import subprocess
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from xhelpers import private_xvfb
 
 from pyvnc.capture.cursor import (
     CursorImage,
@@ -167,44 +167,11 @@ def test_paint_cursor_clips_at_the_edges() -> None:
 # -- XFixes on Xvfb --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def private_xvfb() -> Iterator[str]:
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "320x240x24", "-nolisten", "tcp", "-noreset"],
-        pass_fds=(write_fd,),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        data = b""
-        deadline = time.monotonic() + 10
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
-                raise RuntimeError("Xvfb did not report a display within 10 s")
-            chunk = os.read(read_fd, 16)
-            if not chunk:
-                raise RuntimeError("Xvfb exited before reporting a display")
-            data += chunk
-        yield f":{int(data)}"
-    finally:
-        os.close(read_fd)
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed")
-    with private_xvfb() as name:
+    with private_xvfb("320x240x24") as name:
         yield name
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from rfbclient import RFBClient
-from test_x11_input import Recorder, private_xvfb
+from test_x11_input import Recorder
+from xhelpers import private_xvfb
 
 from pyvnc import Server, ServerConfig
 from pyvnc.capture.cursor import cursor_bounds

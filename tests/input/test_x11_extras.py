@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from test_x11_input import Recorder, private_xvfb
+from test_x11_input import Recorder
+from xhelpers import private_xvfb
 
 from pyvnc.capture.x11 import X11Source
 from pyvnc.input import keysyms as ks

@@ -5,11 +5,9 @@ Skipped when Xvfb is not installed. One private Xvfb and one recorder serve the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
-import select
 import shutil
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xhelpers import private_xvfb
 
 from pyvnc.input import keysyms as ks
 from pyvnc.input.x11 import X11InputSink
@@ -31,40 +30,6 @@ WIDTH, HEIGHT = 640, 480
 MODIFIER_KEYSYMS = {k for k in range(0xFE01, 0xFE10)} | {k for k in range(0xFFE1, 0xFFEF)} | {0xFF7E, 0xFF7F}
 
 Event = dict[str, Any]
-
-
-@contextlib.contextmanager
-def private_xvfb() -> Iterator[str]:
-    """A private Xvfb on a free display number (Xvfb picks it and reports it through -displayfd)."""
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{WIDTH}x{HEIGHT}x24", "-nolisten", "tcp", "-noreset"],
-        pass_fds=(write_fd,),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        data = b""
-        deadline = time.monotonic() + 10
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
-                raise RuntimeError("Xvfb did not report a display within 10 s")
-            chunk = os.read(read_fd, 16)
-            if not chunk:
-                raise RuntimeError("Xvfb exited before reporting a display")
-            data += chunk
-        yield f":{int(data)}"
-    finally:
-        os.close(read_fd)
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Recorder:
@@ -134,7 +99,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
-    with private_xvfb() as name:
+    with private_xvfb(f"{WIDTH}x{HEIGHT}x24") as name:
         yield name
 
 
