@@ -358,8 +358,7 @@ async def test_novnc_types_by_key_position_with_qemu_key_events(browser: Any) ->
     """noVNC sends QEMU Extended Key Events once the server confirms them: the X server gets the key's
     position, not its symbol. With a German layout on the X side, the keys where a US keyboard has Z and Y
     type y and z — which keysym-only typing (z, y) could never produce."""
-    from input.test_x11_input import Recorder
-    from xhelpers import private_xvfb
+    from xhelpers import Recorder, private_xvfb
 
     from pyvnc.capture.x11 import X11Source
 

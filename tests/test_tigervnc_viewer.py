@@ -26,8 +26,6 @@ from PIL import Image
 from xhelpers import grab, private_xvfb
 
 from pyvnc import PushSource, Server, ServerConfig
-from pyvnc.encoders.base import EncodeJob
-from pyvnc.encoders.select import EncoderSelector
 from pyvnc.protocol.constants import Encoding
 
 pytestmark = pytest.mark.skipif(
@@ -59,21 +57,6 @@ def viewer_display() -> Iterator[str]:
     """One Xvfb, the size of the remote desktop, that every viewer in this module runs on."""
     with private_xvfb(f"{WIDTH}x{HEIGHT}x24", "-br") as display:
         yield display
-
-
-@pytest.fixture
-def used_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every encoding the server's sessions encode an update with, in order (a spy on EncoderSelector)."""
-    used: list[int] = []
-    original = EncoderSelector.encode
-
-    def spy(self: EncoderSelector, job: EncodeJob) -> tuple[frozenset[int], list[bytes]]:
-        encodings, rects = original(self, job)
-        used.extend(sorted(encodings))
-        return encodings, rects
-
-    monkeypatch.setattr(EncoderSelector, "encode", spy)
-    return used
 
 
 def psnr(a: Frame, b: Frame) -> float:

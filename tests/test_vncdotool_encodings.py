@@ -29,8 +29,6 @@ from novnc_decode import decode_with_novnc, novnc_available, requires_novnc
 from PIL import Image
 
 from pyvnc import PushSource, Server, ServerConfig
-from pyvnc.encoders.base import EncodeJob
-from pyvnc.encoders.select import EncoderSelector
 
 Frame = npt.NDArray[np.uint8]
 
@@ -104,21 +102,6 @@ def corpus_crop(name: str, x: int, y: int, w: int, h: int) -> Frame:
     if not path.exists():
         pytest.skip(f"corpus image {path} missing")
     return np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB"))[y : y + h, x : x + w])
-
-
-@pytest.fixture
-def used_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every encoding the server encodes an update with (a spy on EncoderSelector.encode)."""
-    used: list[int] = []
-    original = EncoderSelector.encode
-
-    def spy(self: EncoderSelector, job: EncodeJob) -> tuple[frozenset[int], list[bytes]]:
-        encodings, rects = original(self, job)
-        used.extend(sorted(encodings))
-        return encodings, rects
-
-    monkeypatch.setattr(EncoderSelector, "encode", spy)
-    return used
 
 
 @contextlib.asynccontextmanager

@@ -1,14 +1,21 @@
-"""Private X servers for the tests: an Xvfb on a display number it picks itself, and screen grabs."""
+"""Private X servers for the tests: an Xvfb on a display number it picks itself, screen grabs, and a recorder
+of the input events an X program receives."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import queue
 import select
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import mss
 import numpy as np
@@ -67,3 +74,75 @@ def grab(display: str) -> npt.NDArray[np.uint8]:
     with mss.MSS(display=display) as sct:
         shot = sct.grab(sct.monitors[0])
         return np.asarray(shot)[..., 2::-1].copy()
+
+
+#: the X program that prints every key, button and motion event it sees (tests/input/xrecorder.py)
+RECORDER = Path(__file__).with_name("input") / "xrecorder.py"
+MODIFIER_KEYSYMS = {k for k in range(0xFE01, 0xFE10)} | {k for k in range(0xFFE1, 0xFFEF)} | {0xFF7E, 0xFF7F}
+
+Event = dict[str, Any]
+
+
+class Recorder:
+    """Runs xrecorder.py on a display and hands out the events it prints."""
+
+    def __init__(self, display: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(RECORDER), display],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, LC_ALL="C.UTF-8"),
+        )
+        self.events: queue.Queue[Event] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        ready = self.next(10)
+        assert ready["type"] == "ready", ready
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+
+    def next(self, timeout: float = 5.0) -> Event:
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+            raise AssertionError(f"the recorder saw nothing for {timeout} s {err}") from None
+
+    def clear(self) -> None:
+        while True:
+            try:
+                self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def collect(self, want: Callable[[Event], bool], count: int, timeout: float = 5.0) -> list[Event]:
+        """The next ``count`` events that satisfy ``want`` (others are skipped)."""
+        out: list[Event] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"expected {count} events, got {out}")
+            ev = self.next(left)
+            if want(ev):
+                out.append(ev)
+        return out
+
+    def typed(self, count: int, timeout: float = 5.0) -> list[Event]:
+        """The next ``count`` key presses of non-modifier keys."""
+        return self.collect(
+            lambda e: e["type"] == "key" and e["down"] and e["keysym"] not in MODIFIER_KEYSYMS, count, timeout
+        )
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

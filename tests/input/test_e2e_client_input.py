@@ -7,15 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from rfbclient import RFBClient
-from test_x11_input import Recorder
-from xhelpers import private_xvfb
+from xhelpers import Recorder
 
 from pyvnc import Server, ServerConfig
 from pyvnc.capture.cursor import cursor_bounds
@@ -24,21 +23,6 @@ from pyvnc.capture.x11 import X11Source
 pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
 
 VNCDO = str(Path(sys.executable).with_name("vncdo"))
-
-
-@pytest.fixture(scope="module")
-def display() -> Iterator[str]:
-    with private_xvfb() as name:
-        yield name
-
-
-@pytest.fixture(scope="module")
-def recorder(display: str) -> Iterator[Recorder]:
-    rec = Recorder(display)
-    try:
-        yield rec
-    finally:
-        rec.close()
 
 
 @pytest.fixture

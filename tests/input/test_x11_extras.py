@@ -10,12 +10,11 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from test_x11_input import Recorder
-from xhelpers import private_xvfb
+from xhelpers import Recorder
 
 from pyvnc.capture.x11 import X11Source
 from pyvnc.input import keysyms as ks
@@ -75,12 +74,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture(scope="module")
-def display() -> Iterator[str]:
-    with private_xvfb() as name:
-        yield name
 
 
 @pytest.fixture
@@ -261,26 +254,6 @@ def test_xt_table() -> None:
     assert xt.linux_code(0xDB) == 125 and xt.linux_code(0xDD) == 127  # Super, Menu
     assert xt.linux_code(0x7F) is None
     assert len(set(xt.XT_TO_LINUX.values())) == len(xt.XT_TO_LINUX) - 1  # only 0x54 and 0xB7 share a code
-
-
-@pytest.fixture(scope="module")
-def recorder(display: str) -> Iterator[Recorder]:
-    rec = Recorder(display)
-    try:
-        yield rec
-    finally:
-        rec.close()
-
-
-@pytest.fixture
-def injector(display: str, recorder: Recorder) -> Iterator[X11InputSink]:
-    s = X11InputSink(display)
-    recorder.clear()
-    try:
-        yield s
-    finally:
-        s.release_all()
-        s.close()
 
 
 def tap(sink: X11InputSink, scancode: int, keysym: int = 0) -> None:
