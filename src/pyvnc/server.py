@@ -18,7 +18,7 @@ from .capture.base import FrameSource
 from .config import ServerConfig
 from .hub import FrameHub
 from .session import Session
-from .streams import Stream, TCPStream, format_peer
+from .streams import Stream, TCPStream, format_peer, listening_addresses
 from .web import WebListener
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,7 @@ class Server:
     @property
     def sockets_addresses(self) -> list[tuple[str, int]]:
         """(host, port) of every listening socket, once started."""
-        out = []
-        for srv in self._servers:
-            for sock in srv.sockets:
-                name = sock.getsockname()
-                out.append((str(name[0]), int(name[1])))
-        return out
+        return listening_addresses(self._servers)
 
     @property
     def port(self) -> int:

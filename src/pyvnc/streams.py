@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from collections.abc import Iterable
 from typing import Protocol
 
 
@@ -30,6 +32,21 @@ class Stream(Protocol):
 
     async def wait_closed(self) -> None:
         """Wait until the stream is closed."""
+
+
+class _Listener(Protocol):
+    @property
+    def sockets(self) -> Iterable[socket.socket]: ...
+
+
+def listening_addresses(servers: Iterable[_Listener]) -> list[tuple[str, int]]:
+    """(host, port) of every socket of ``servers`` (asyncio or websockets servers)."""
+    out = []
+    for srv in servers:
+        for sock in srv.sockets:
+            name = sock.getsockname()
+            out.append((str(name[0]), int(name[1])))
+    return out
 
 
 def format_peer(peername: object) -> str:

@@ -27,7 +27,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from .config import ServerConfig
-from .streams import Stream, format_peer
+from .streams import Stream, format_peer, listening_addresses
 
 log = logging.getLogger(__name__)
 #: the websockets library logs every HTTP request at INFO; pyvnc logs connections itself, so only its
@@ -160,12 +160,7 @@ class WebListener:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        out = []
-        for srv in self._servers:
-            for sock in srv.sockets:
-                name = sock.getsockname()
-                out.append((str(name[0]), int(name[1])))
-        return out
+        return listening_addresses(self._servers)
 
     async def start(self) -> None:
         cfg = self.config
