@@ -8,8 +8,8 @@ downwards into rectangles (a Python loop over *runs*, never over pixels), and th
 :data:`MIN_SOLID_AREA` pixels are kept. What remains is returned as rectangles too, one per run of
 remaining blocks, stacked runs with the same span merged.
 
-Colours are compared on the frame's 24 colour bits (BGRX words with the X byte masked), so a fill is exact
-in every client pixel format.
+Blocks are compared as whole BGRX words (a block whose X bytes differ counts as mixed; sources keep X
+constant), so a fill is exact in every client pixel format.
 """
 
 from __future__ import annotations
