@@ -171,6 +171,32 @@ def test_zlib_stream_backend_by_client_level(client_level: int | None, backend: 
     assert (s.backend, s.level) == (backend if ISAL is not None else "zlib", level if ISAL is not None else s.level)
 
 
+@pytest.mark.skipif(ISAL is None, reason="needs the isal package")
+def test_isal_segments_form_one_zlib_stream() -> None:
+    """ISA-L segments (one raw deflate stream per call, primed with the last 32 KiB) read as one zlib stream:
+    a standard inflater decodes every call exactly, a chunk sent again is matched across the segment
+    boundary, and incompressible data goes as stored blocks instead of growing."""
+    rng = np.random.default_rng(7)
+    text = rng.choice(np.frombuffer(b"abcdefghij klmnop\n", np.uint8), 12_000).tobytes()
+    photo = (np.cumsum(rng.integers(-3, 4, 30000), dtype=np.int64) % 256).astype(np.uint8).tobytes()
+    noise = rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+    s = ZlibStream()
+    inflater = zlib.decompressobj()
+    sizes = []
+    for chunk in (text, text, photo, noise, b"x", photo, noise[:70_000], text):
+        out = s.compress(chunk, 2)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        assert inflater.decompress(out) == chunk
+        sizes.append(len(out))
+    assert (s.backend, s.level) == ("isal", 2)
+    # the text sent again is matched against the previous segment, through the primed window
+    assert sizes[1] < sizes[0] / 5
+    # noise never costs more than stored blocks (5 bytes per 64 KiB block and the flush)
+    assert sizes[3] <= len(noise) + 5 * 5
+    assert sizes[6] <= 70_000 + 5 * 3
+    assert not inflater.unconsumed_tail
+
+
 # --- ZRLE (rfbproto 7.7.6) -------------------------------------------------------------------------------------
 
 
