@@ -41,6 +41,7 @@ from ..protocol.messages import rect_header
 from ..protocol.pixelformat import PixelConverter, PixelFormat, converter_for
 from ..region import Rect
 from .base import EncodeJob, Encoder
+from .classify import distinct
 from .jpegutil import JpegSettings, compress_jpeg, is_tpixel_format, settings_for_level
 
 _isal_zlib: ModuleType | None
@@ -252,10 +253,10 @@ def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kin
     limit = MAX_PALETTE if run_palette else max_colours
     # a small sample first: it already tells photo-like strips apart
     step = max(1, n // (_SAMPLE // 4))
-    if np.unique(flat[::step]).size > limit:
+    if distinct(flat[::step]).size > limit:
         return _Full(_change_fraction(flat, step))
     step = max(1, n // _SAMPLE)
-    sample_colours = np.unique(flat[::step]).size
+    sample_colours = distinct(flat[::step]).size
     if sample_colours > limit:
         return _Full(_change_fraction(flat, step))
     if sample_colours == 1 and bool((flat == flat[0]).all()):
@@ -270,7 +271,7 @@ def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kin
     run_starts[0] = 0
     run_starts[1:] = starts
     run_values = flat[run_starts]
-    colours = np.unique(run_values)
+    colours = distinct(run_values)
     n_colours = colours.size
     allowed = max_colours
     if run_palette and n_runs * PALETTE_RUN_WITH_JPEG <= n:
