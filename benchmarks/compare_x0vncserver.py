@@ -23,6 +23,8 @@ JPEG sizes can be compared at the quality each server delivered. Notes:
 - x0vncserver does not implement Zlib (6): those rows show pyvnc only. The encodings each server actually used
   are listed under the table when they are not just the one asked for (servers may fall back, e.g. to Raw).
 - Both servers poll the screen while a client is connected; that cost is in the CPU figures of both.
+- The kernel counts CPU time in ticks of 1/CLK_TCK s (10 ms here), so a row needs a few dozen frames before
+  its CPU figure means anything: with 10 frames of 5 ms the reading is off by up to 20 %. Hence 40 by default.
 
 Every process started here is killed on the way out (normal exit, error or Ctrl-C).
 """
@@ -528,7 +530,9 @@ def used_notes(rows: list[Row]) -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=10, help="measured full frames per server and encoding")
+    parser.add_argument(
+        "--frames", type=int, default=40, help="measured full frames per server and encoding (default 40)"
+    )
     parser.add_argument("--images", default=",".join(IMAGES), help=f"corpus images (default: {','.join(IMAGES)})")
     parser.add_argument(
         "--encodings",

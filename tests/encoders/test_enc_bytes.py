@@ -172,7 +172,8 @@ def test_zlib_stream_backend_by_client_level(client_level: int | None, backend: 
 
 
 @pytest.mark.skipif(ISAL is None, reason="needs the isal package")
-def test_isal_segments_form_one_zlib_stream() -> None:
+@pytest.mark.parametrize("small_blocks", [False, True])  # Zlib's buffers, ZRLE's
+def test_isal_segments_form_one_zlib_stream(small_blocks: bool) -> None:
     """ISA-L segments (one raw deflate stream per call, primed with the last 32 KiB) read as one zlib stream:
     a standard inflater decodes every call exactly, a chunk sent again is matched across the segment
     boundary, and incompressible data goes as stored blocks instead of growing."""
@@ -180,7 +181,7 @@ def test_isal_segments_form_one_zlib_stream() -> None:
     text = rng.choice(np.frombuffer(b"abcdefghij klmnop\n", np.uint8), 12_000).tobytes()
     photo = (np.cumsum(rng.integers(-3, 4, 30000), dtype=np.int64) % 256).astype(np.uint8).tobytes()
     noise = rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes()
-    s = ZlibStream()
+    s = ZlibStream(small_blocks=small_blocks)
     inflater = zlib.decompressobj()
     sizes = []
     for chunk in (text, text, photo, noise, b"x", photo, noise[:70_000], text):

@@ -8,11 +8,12 @@ completely without waiting for more data.
 Deflater and level, fixed by the first rectangle:
 
 - no CompressLevel pseudo-encoding, or levels 0-2 (fast, little compression — 2 is what noVNC and TigerVNC's
-  viewer send by default): ISA-L (the ``isal`` package), level 1 for 0-1 and 2 otherwise. At level 2 (and
-  with no level named) it runs with its smallest buffers (memLevel 1), so it builds a Huffman table for every
-  few kilobytes: on photo-like ZRLE data that is as small as stdlib zlib level 2 at a third of its CPU (a
-  1920×1080 desktop frame's ZRLE data: 2,444 KiB in 22 ms against 2,434 KiB in 66 ms), where ISA-L's default
-  buffers give 2,752 KiB in 9 ms. Levels 0-1 keep the default buffers: fastest, for clients that ask for speed;
+  viewer send by default): ISA-L (the ``isal`` package), level 1 for 0-1 and 2 otherwise. For ZRLE at level 2
+  (and with no level named) it runs with its smallest buffers (memLevel 1), so it builds a Huffman table for
+  every few kilobytes: on photo-like ZRLE data that is as small as stdlib zlib level 2 at a third of its CPU
+  (a 1920×1080 desktop frame's ZRLE data: 2,444 KiB in 22 ms against 2,434 KiB in 66 ms), where ISA-L's
+  default buffers give 2,752 KiB in 9 ms. The Zlib encoding's 4-byte pixels come out larger and slower that
+  way, so it keeps the default buffers, as do levels 0-1 (fastest, for clients that ask for speed);
 - levels 3-9: stdlib zlib at that level, as TigerVNC does: a client that asks for more compression gets it.
 
 An ISA-L stream is written in *segments*, one per :meth:`ZlibStream.compress` call: each is a raw deflate
@@ -65,9 +66,9 @@ def isal_level(level: int | None) -> int | None:
     return 1 if level <= 1 else 2 if level == 2 else None
 
 
-#: ISA-L memLevel by ISA-L level: 1 (the smallest buffers: a Huffman table every few KiB) at level 2, its
-#: default (8) at level 1
-ISAL_MEM_LEVEL = {1: 8, 2: 1}
+#: ISA-L's default memLevel, and its smallest (1: a Huffman table every few KiB)
+ISAL_DEFAULT_MEM_LEVEL = 8
+ISAL_SMALL_MEM_LEVEL = 1
 #: a zlib header (deflate, 32 KiB window, no dictionary, check bits valid), written before the first segment
 ZLIB_HEADER = b"\x78\x01"
 #: the deflate window: how far back a segment's matches may reach
@@ -85,10 +86,13 @@ class ZlibStream:
     The deflater and level are fixed by the first call (see the module docstring).
     """
 
-    def __init__(self, use_isal: bool = True) -> None:
+    def __init__(self, use_isal: bool = True, small_blocks: bool = False) -> None:
         self._obj: Any = None
         self.use_isal = use_isal and ISAL is not None
         self.level: int | None = None
+        #: ISA-L level 2 with its smallest buffers (module docstring); ZRLE's CPIXEL data gains from it, the
+        #: Zlib encoding's 4-byte pixels do not (larger and slower there)
+        self.small_blocks = small_blocks
         #: ISA-L segments: the last WINDOW bytes of the stream's uncompressed data
         self._window = b""
         self._started = False
@@ -119,7 +123,9 @@ class ZlibStream:
         head = b"" if self._started else ZLIB_HEADER
         self._started = True
         primed = {"zdict": self._window} if self._window else {}
-        obj = ISAL.compressobj(self.level, zlib.DEFLATED, -15, ISAL_MEM_LEVEL[self.level], **primed)
+        small = self.small_blocks and self.level == 2
+        mem_level = ISAL_SMALL_MEM_LEVEL if small else ISAL_DEFAULT_MEM_LEVEL
+        obj = ISAL.compressobj(self.level, zlib.DEFLATED, -15, mem_level, **primed)
         out: bytes = obj.compress(data) + obj.flush(ISAL.Z_SYNC_FLUSH)
         if len(out) > _stored_size(len(data)):
             # incompressible: stored blocks (stdlib zlib at level 0 writes nothing else; they need no window)

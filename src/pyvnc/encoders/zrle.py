@@ -55,7 +55,7 @@ class ZRLEEncoder(Encoder):
     encoding = Encoding.ZRLE
 
     def __init__(self, use_isal: bool = True) -> None:
-        self.stream = ZlibStream(use_isal)
+        self.stream = ZlibStream(use_isal, small_blocks=True)
 
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         layout = layout_for(job.pixel_format)
