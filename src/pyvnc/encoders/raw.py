@@ -17,7 +17,8 @@ class RawEncoder(Encoder):
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         conv = converter_for(job.pixel_format)
         pixels = job.frame[rect.y : rect.bottom, rect.x : rect.right]
-        return [rect_header(*rect, Encoding.RAW) + conv.convert(pixels)]
+        # header and pixels joined in one copy (for the server's own format and whole rows, the only one)
+        return [b"".join((rect_header(*rect, Encoding.RAW), conv.convert_buffer(pixels).data))]
 
     def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         conv = converter_for(job.pixel_format)

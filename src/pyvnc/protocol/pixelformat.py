@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -311,18 +311,23 @@ class PixelConverter:
 
         This is what Raw and every encoder that sends client PIXELs put on the wire (rfbproto "Raw Encoding").
         """
+        return self.convert_buffer(pixels).tobytes()
+
+    def convert_buffer(self, pixels: npt.NDArray[np.uint8]) -> npt.NDArray[Any]:
+        """:meth:`convert`'s bytes as a C-contiguous array, without the copy into a ``bytes`` object: for
+        callers that copy it on anyway (Raw joins it to its header). It may be a view of ``pixels``."""
         _check_pixels(pixels)
         if self.is_native:
-            return pixels.tobytes()
+            return np.ascontiguousarray(pixels)
         if self._wire_positions is not None:
             if self._wire_plan is not None:
                 moved = _apply_word_plan(_words(pixels), self._wire_plan, None)
-                return moved.astype(_WORD, copy=False).tobytes()
-            return self._move_bytes(pixels, self._wire_positions).tobytes()
+                return np.ascontiguousarray(moved, dtype=_WORD)
+            return self._move_bytes(pixels, self._wire_positions)
         pairs = pixels.view(_PAIR)[:, :, 0] if pixels.strides[2] == 1 else self._pairs(pixels)
         out = np.take(self._gb_wire, pairs)
         out |= np.take(self._r_wire, pixels[:, :, 2])
-        return out.tobytes()
+        return out
 
     def convert_array(self, pixels: npt.NDArray[np.uint8]) -> PixelValues:
         """(h, w, 4) BGRX pixels → a new (h, w) array of pixel values: native-endian uint8, uint16 or uint32.
