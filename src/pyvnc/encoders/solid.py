@@ -56,6 +56,15 @@ def _block_keys(frame: FrameArray, rect: Rect) -> NDArray[np.int64]:
     return np.where(solid, colours, np.int64(-1))
 
 
+def _top_rows_constant(frame: FrameArray, rect: Rect) -> int:
+    """How many whole 16×16 blocks of ``rect`` have a one-colour top row: a bound on the one-colour blocks
+    that reads a sixteenth of the pixels, so photo-like rectangles are turned away cheaply."""
+    bh, bw = rect.h // BLOCK, rect.w // BLOCK
+    top = frame[rect.y : rect.y + bh * BLOCK : BLOCK, rect.x : rect.x + bw * BLOCK].view(np.uint32)[..., 0]
+    rows = top.reshape(bh, bw, BLOCK)
+    return int(np.count_nonzero((rows == rows[:, :, :1]).all(axis=2)))
+
+
 def _heights(keys: NDArray[np.int64]) -> NDArray[np.intp]:
     """For each block: how many blocks from it downwards (itself included) have its key (0 where key < 0)."""
     bh = keys.shape[0]
@@ -84,9 +93,11 @@ def split_solid(frame: FrameArray, rect: Rect, min_area: int = MIN_SOLID_AREA) -
     """Cut ``rect`` (inside ``frame``, a BGRX array) into large one-colour areas and the rest."""
     if rect.area < max(min_area, MIN_SEARCH_AREA) or rect.w < BLOCK or rect.h < BLOCK:
         return SolidSplit([], [rect])
+    min_blocks = -(-min_area // (BLOCK * BLOCK))
+    if _top_rows_constant(frame, rect) < min_blocks:
+        return SolidSplit([], [rect])  # photos, noise: too few blocks can be one colour to make one fill
     keys = _block_keys(frame, rect)
     bh, bw = keys.shape
-    min_blocks = -(-min_area // (BLOCK * BLOCK))
     rows, x0s, x1s = _row_runs(keys)
     if len(rows) == 0:
         return SolidSplit([], [rect])
