@@ -7,7 +7,6 @@ into every session's region at once (on the event loop, no awaits), so a slow cl
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -76,9 +75,6 @@ class FrameHub:
         self.pointer: tuple[int, int] | None = None
         #: the keyboard LEDs (QEMU LED State bits) once the source reported a change, else None
         self.led_state: int | None = None
-        #: the last frame painted with the cursor, shared by the sessions that paint it: (key, frame)
-        self._painted: tuple[tuple[int, int, tuple[int, int]], FrameArray] | None = None
-        self._paint_lock = threading.Lock()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -168,32 +164,6 @@ class FrameHub:
         self.cursor = cursor
         self.cursor_seq += 1
         self._cursor_moved(old)
-
-    def painted_frame(self) -> Callable[[], FrameArray] | None:
-        """For sessions whose clients draw no cursor: a function giving the latest frame with the cursor
-        painted in (to run in a worker thread), or None when there is no cursor to paint.
-
-        Call it on the event loop; it snapshots the frame, cursor and pointer. The painted copy is made once
-        for each frame, cursor shape and pointer position, and shared by every session (and every update)
-        that asks for the same, instead of one full-frame copy per update and session.
-        """
-        cursor, pointer = self.cursor, self.pointer
-        if cursor is None or pointer is None:
-            return None
-        frame = self.frame
-        key = (self.seq, self.cursor_seq, pointer)
-
-        def paint() -> FrameArray:
-            from .capture.cursor import paint_cursor
-
-            with self._paint_lock:
-                if self._painted is not None and self._painted[0] == key:
-                    return self._painted[1]
-                out = paint_cursor(frame, cursor, *pointer)
-                self._painted = (key, out)
-                return out
-
-        return paint
 
     def needs_pointer(self) -> bool:
         return any(sub.paints_cursor for sub in self._subs)

@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from .capture.base import FrameSource
-from .capture.cursor import cursor_rect, cursor_with_alpha_rect, vmware_cursor_rect
+from .capture.cursor import cursor_rect, cursor_with_alpha_rect, paint_cursor, vmware_cursor_rect
 from .encoders.base import EncodeJob
 from .encoders.select import EncoderSelector
 from .hub import FrameHub, Subscription
@@ -330,9 +330,10 @@ class Session:
                 sub.damage.subtract(r)
             generation = proto.pixel_format_generation
             frame = self.hub.frame
-            paint = self.hub.painted_frame() if sub.paints_cursor else None
-            if paint is not None:
-                frame = await loop.run_in_executor(self.executor, paint)
+            if sub.paints_cursor and self.hub.cursor is not None and self.hub.pointer is not None:
+                frame = await loop.run_in_executor(
+                    self.executor, paint_cursor, frame, self.hub.cursor, *self.hub.pointer
+                )
             job = EncodeJob(frame=frame, rects=tuple(to_send), pixel_format=effective_format(proto.pixel_format))
             self._busy = True
             try:

@@ -164,35 +164,6 @@ def test_paint_cursor_clips_at_the_edges() -> None:
     assert cursor_bounds(img, -10, 0, 8, 8) is None
 
 
-async def test_hub_paints_each_frame_once_for_every_session() -> None:
-    """The painted frame is shared while frame, shape and pointer stay the same, and made anew (from the
-    frame, not the previous painting) when any of them changes; the published frame is never touched."""
-    from pyvnc.hub import FrameHub
-
-    hub = FrameHub()
-    assert hub.painted_frame() is None  # no cursor yet
-    frame = np.zeros((20, 30, 4), np.uint8)
-    hub.publish(frame)
-    rgba = np.full((2, 2, 4), 255, np.uint8)
-    hub.set_cursor(CursorImage(2, 2, 0, 0, 0, rgba))
-    assert hub.painted_frame() is None  # no pointer yet
-    hub.set_pointer(3, 4)
-    paint_a, paint_b = hub.painted_frame(), hub.painted_frame()
-    assert paint_a is not None and paint_b is not None
-    first = paint_a()
-    assert paint_b() is first and first is not frame and not frame.any()
-    assert (first[4:6, 3:5, :3] == 255).all() and int(first.astype(bool).sum()) == 2 * 2 * 3
-    hub.set_pointer(10, 10)
-    moved = hub.painted_frame()
-    assert moved is not None
-    second = moved()
-    assert second is not first and (second[10:12, 10:12, :3] == 255).all() and not second[4:6, 3:5].any()
-    assert paint_a() is not first  # a stale snapshot paints its own frame again: it never reuses the new one
-    hub.publish(np.full((20, 30, 4), 7, np.uint8))
-    third = hub.painted_frame()
-    assert third is not None and int(third()[0, 0, 0]) == 7
-
-
 # -- XFixes on Xvfb --------------------------------------------------------------------------------------------
 
 
