@@ -155,6 +155,16 @@ async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes],
                 break
             plain.request(incremental=True)
         assert np.array_equal(plain.fb, expected)
+        # the pointer moves: its old area is restored and it is painted at the new place, over the frame
+        painter.d.screen().root.warp_pointer(330, 260)
+        painter.d.sync()
+        moved = paint_cursor(expected_bgrx, shape, 330, 260)[..., 2::-1]
+        for _ in range(40):
+            plain.request(incremental=True)
+            await asyncio.wait_for(plain.read_update(), 5)
+            if np.array_equal(plain.fb, moved):
+                break
+        assert np.array_equal(plain.fb, moved)
         await drawer.close()
         await plain.close()
     painter.close()

@@ -16,8 +16,15 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
-from .capture.base import FrameSource
-from .capture.cursor import cursor_rect, cursor_with_alpha_rect, paint_cursor, vmware_cursor_rect
+from .capture.base import FrameArray, FrameSource
+from .capture.cursor import (
+    CursorImage,
+    cursor_bounds,
+    cursor_rect,
+    cursor_with_alpha_rect,
+    paint_cursor,
+    vmware_cursor_rect,
+)
 from .encoders.base import EncodeJob
 from .encoders.select import EncoderSelector
 from .hub import FrameHub, Subscription
@@ -60,6 +67,16 @@ log = logging.getLogger(__name__)
 
 #: the delay before a failed authentication is answered, to slow down guessing
 AUTH_FAILURE_DELAY = 1.0
+#: a cursor to paint over an update: shape, pointer x and y, and its area on the frame
+CursorOverlay = tuple[CursorImage, int, int, Rect]
+#: x and y at the start of a rectangle header (rfbproto 7.6.1)
+_XY = struct.Struct(">HH")
+
+
+def _moved(rect: bytes, dx: int, dy: int) -> bytes:
+    """An encoded rectangle with its header's position moved by (dx, dy)."""
+    x, y = _XY.unpack_from(rect)
+    return _XY.pack(x + dx, y + dy) + rect[4:]
 
 
 class Session:
@@ -330,14 +347,11 @@ class Session:
                 sub.damage.subtract(r)
             generation = proto.pixel_format_generation
             frame = self.hub.frame
-            if sub.paints_cursor and self.hub.cursor is not None and self.hub.pointer is not None:
-                frame = await loop.run_in_executor(
-                    self.executor, paint_cursor, frame, self.hub.cursor, *self.hub.pointer
-                )
+            overlay = self._cursor_overlay(frame, to_send) if sub.paints_cursor else None
             job = EncodeJob(frame=frame, rects=tuple(to_send), pixel_format=effective_format(proto.pixel_format))
             self._busy = True
             try:
-                encodings, encoded = await loop.run_in_executor(self.executor, self.encoders.encode, job)
+                encodings, encoded = await loop.run_in_executor(self.executor, self._encode, job, overlay)
                 if proto.closed:
                     break
                 if generation != proto.pixel_format_generation and self.encoders.discard(encodings):
@@ -366,6 +380,30 @@ class Session:
                 proto.answer_fence()
                 await self._handle_events()
                 self._flush()
+
+    def _cursor_overlay(self, frame: FrameArray, to_send: Region) -> CursorOverlay | None:
+        """For a client that draws no cursor: the cursor to paint over this update, when it is on the frame
+        and the update touches its area, as (shape, pointer x, pointer y, its area on the frame)."""
+        cursor, pointer = self.hub.cursor, self.hub.pointer
+        if cursor is None or pointer is None:
+            return None
+        area = cursor_bounds(cursor, pointer[0], pointer[1], frame.shape[1], frame.shape[0])
+        if area is None or not to_send.intersects(area):
+            return None
+        return cursor, pointer[0], pointer[1], area
+
+    def _encode(self, job: EncodeJob, overlay: CursorOverlay | None) -> tuple[frozenset[int], list[bytes]]:
+        """Encode an update (in a worker thread). With ``overlay``, the frame is encoded as it is and the
+        cursor's area, painted, follows as the update's last rectangle, over the rest (as TigerVNC sends a
+        rendered cursor): no frame-sized copy is made, and the pointer changes neither how the content is
+        classified nor how well it compresses."""
+        encodings, out = self.encoders.encode(job)
+        if overlay is None:
+            return encodings, out
+        cursor, x, y, area = overlay
+        patch = paint_cursor(job.frame[area.y : area.bottom, area.x : area.right], cursor, x - area.x, y - area.y)
+        more, items = self.encoders.encode(EncodeJob(patch, (Rect(0, 0, area.w, area.h),), job.pixel_format))
+        return encodings | more, out + [_moved(item, area.x, area.y) for item in items]
 
     def _pseudo_rects(self) -> list[bytes]:
         """Pseudo-rectangles due in the next update: size and name changes, SetDesktopSize replies."""
