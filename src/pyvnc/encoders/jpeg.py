@@ -3,7 +3,8 @@
 The image carries RGB whatever the client's pixel format, so the encoder serves TPIXEL-capable clients only
 (32 bpp, depth 24, 8-bit channels), as Tight's JpegCompression does. Every image carries its own
 quantisation and Huffman tables. Quality comes from the client's JPEG Quality Level pseudo-encoding, level
-:data:`~.jpegutil.DEFAULT_QUALITY_LEVEL` when it sent none.
+:data:`~.jpegutil.DEFAULT_QUALITY_LEVEL` when it sent none; from level 6 up, rough content that the level's
+settings would return below 30 dB (:func:`~.jpegutil.keeps_quality`) is sent at a higher quality.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from ..protocol.messages import rect_header
 from ..protocol.pixelformat import PixelFormat
 from ..region import Rect
 from .base import EncodeJob, Encoder
-from .jpegutil import compress_jpeg, is_tpixel_format, settings_for_level
+from .jpegutil import (
+    DEFAULT_QUALITY_LEVEL,
+    JPEG_FLOOR_LEVEL,
+    QUALITY_LEVELS,
+    compress_jpeg,
+    is_tpixel_format,
+    keeps_quality,
+    settings_for_level,
+)
 
 __all__ = ["JPEGEncoder"]
 
@@ -33,5 +42,11 @@ class JPEGEncoder(Encoder):
         if rect.is_empty():
             return []
         pixels = job.frame[rect.y : rect.bottom, rect.x : rect.right]
-        data = compress_jpeg(pixels, settings_for_level(job.quality))
+        level = DEFAULT_QUALITY_LEVEL if job.quality is None else job.quality
+        settings = settings_for_level(level)
+        if level >= JPEG_FLOOR_LEVEL and not keeps_quality(pixels, settings):
+            # rough content (noise) would fall below 30 dB: this encoding has no lossless way, so JPEG goes
+            # up to 4:4:4 at quality 92 (level 8; random pixels come back at 31.5 dB), or 100 from level 8
+            settings = QUALITY_LEVELS[9 if level >= 8 else 8]
+        data = compress_jpeg(pixels, settings)
         return [rect_header(*rect, self.encoding) + data]

@@ -9,7 +9,8 @@ maximum). Each subrectangle is classified with vectorised numpy and sent as:
 - **BasicCompression + PaletteFilter** when it has few colours: 2 colours as a 1-bit bitmap (rows padded to
   a byte), 3-256 colours as 8-bit indices;
 - **JpegCompression** when it has many colours, the client sent a JPEG quality level and its pixel format
-  has 3-byte TPIXELs (adjacent JPEG strips merge into bigger images);
+  has 3-byte TPIXELs (adjacent JPEG strips merge into bigger images) — except, from quality level 6 up, rough
+  strips that JPEG would return below 30 dB (noise; :func:`.jpegutil.keeps_quality`), which stay lossless;
 - otherwise **BasicCompression** with the **CopyFilter**, or the **GradientFilter** for photo-like content
   (TPIXEL formats only, as noVNC and libvncserver assume 3-byte pixels there).
 
@@ -42,7 +43,14 @@ from ..protocol.pixelformat import PixelConverter, PixelFormat, converter_for
 from ..region import Rect
 from .base import EncodeJob, Encoder
 from .classify import distinct
-from .jpegutil import JpegSettings, compress_jpeg, is_tpixel_format, settings_for_level
+from .jpegutil import (
+    JPEG_FLOOR_LEVEL,
+    JpegSettings,
+    compress_jpeg,
+    is_tpixel_format,
+    keeps_quality,
+    settings_for_level,
+)
 
 _isal_zlib: ModuleType | None
 try:  # ISA-L's deflate: 5-10x faster than stdlib zlib at similar ratios, output readable by any inflater
@@ -211,6 +219,7 @@ class _Context:
     tpixel: bool
     converter: PixelConverter | None  # None for TPIXEL formats: values come straight from the frame
     jpeg: JpegSettings | None  # None: JpegCompression not allowed
+    jpeg_floor: bool  # JPEG must keep 30 dB (quality level JPEG_FLOOR_LEVEL and up): see keeps_quality
     compress: int
     palette_level: int
     full_level: int
@@ -369,6 +378,7 @@ class _TightBase(Encoder):
             tpixel=tpixel,
             converter=None if tpixel else converter_for(pf),
             jpeg=settings_for_level(job.quality) if (job.quality is not None and tpixel) else None,
+            jpeg_floor=job.quality is not None and job.quality >= JPEG_FLOOR_LEVEL,
             compress=compress,
             palette_level=palette_level,
             full_level=full_level,
@@ -412,10 +422,16 @@ class _TightBase(Encoder):
         for sub, kind in self._pieces(rect, values, max_colours, ctx.jpeg is not None):
             ox, oy = sub.x - rect.x, sub.y - rect.y
             sub_values = values[oy : oy + sub.h, ox : ox + sub.w]
+            sub_pixels = pixels[oy : oy + sub.h, ox : ox + sub.w]
             tag: str | None = None
             if isinstance(kind, _Solid):
                 tag = f"solid:{int(kind.colour[0])}"
-            elif isinstance(kind, _Full) and ctx.jpeg is not None and kind.change >= JPEG_MIN_CHANGE:
+            elif (
+                isinstance(kind, _Full)
+                and ctx.jpeg is not None
+                and kind.change >= JPEG_MIN_CHANGE
+                and (not ctx.jpeg_floor or keeps_quality(sub_pixels, ctx.jpeg))
+            ):
                 tag = "jpeg"
             if run is not None:
                 rtag, first, colour = run
@@ -429,7 +445,6 @@ class _TightBase(Encoder):
             if tag is not None:
                 run = (tag, sub, kind.colour if isinstance(kind, _Solid) else None)
                 continue
-            sub_pixels = pixels[oy : oy + sub.h, ox : ox + sub.w]
             yield self._lossless(ctx, sub, sub_pixels, sub_values, kind)
         if run is not None:
             yield self._emit_run(ctx, frame, run)
