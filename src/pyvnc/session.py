@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from .capture.base import FrameArray, FrameSource
 from .capture.cursor import (
     CursorImage,
-    cursor_bounds,
     cursor_rect,
     cursor_with_alpha_rect,
     paint_cursor,
+    painted_bounds,
     vmware_cursor_rect,
 )
 from .encoders.base import EncodeJob
@@ -387,7 +387,7 @@ class Session:
         cursor, pointer = self.hub.cursor, self.hub.pointer
         if cursor is None or pointer is None:
             return None
-        area = cursor_bounds(cursor, pointer[0], pointer[1], frame.shape[1], frame.shape[0])
+        area = painted_bounds(cursor, pointer[0], pointer[1], frame.shape[1], frame.shape[0])
         if area is None or not to_send.intersects(area):
             return None
         return cursor, pointer[0], pointer[1], area

@@ -23,6 +23,7 @@ from pyvnc.capture.cursor import (
     cursor_rect,
     cursor_with_alpha_rect,
     paint_cursor,
+    painted_bounds,
     vmware_cursor_rect,
 )
 from pyvnc.errors import CaptureError
@@ -162,6 +163,20 @@ def test_paint_cursor_clips_at_the_edges() -> None:
     # entirely off the frame: the frame itself comes back
     assert paint_cursor(frame, img, 50, 50) is frame
     assert cursor_bounds(img, -10, 0, 8, 8) is None
+
+
+def test_painted_bounds_leave_out_transparent_margins() -> None:
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[2:5, 1:4, 3] = 200  # visible pixels: rows 2-4, columns 1-3
+    img = CursorImage(8, 6, 2, 1, 0, rgba)
+    assert cursor_bounds(img, 10, 10, 100, 100) == Rect(8, 9, 8, 6)
+    assert painted_bounds(img, 10, 10, 100, 100) == Rect(9, 11, 3, 3)
+    assert painted_bounds(img, 0, 0, 100, 100) == Rect(0, 1, 2, 3)  # clipped at the frame's left edge
+    frame = np.zeros((100, 100, 4), np.uint8)
+    changed = np.argwhere((paint_cursor(frame, img, 10, 10) != frame).any(axis=2))
+    assert {(int(y), int(x)) for y, x in changed} == {(y, x) for y in range(11, 14) for x in range(9, 12)}
+    assert painted_bounds(CursorImage(2, 2, 0, 0, 0, np.zeros((2, 2, 4), np.uint8)), 5, 5, 100, 100) is None
 
 
 # -- XFixes on Xvfb --------------------------------------------------------------------------------------------

@@ -164,6 +164,18 @@ def cursor_bounds(img: CursorImage, x: int, y: int, width: int, height: int) -> 
     return area.intersect(Rect(0, 0, width, height))
 
 
+def painted_bounds(img: CursorImage, x: int, y: int, width: int, height: int) -> Rect | None:
+    """Like :func:`cursor_bounds`, but only the part of the cursor that is not fully transparent: the pixels
+    that painting it changes (or None when there are none on the frame)."""
+    rows = np.flatnonzero(img.rgba[..., 3].any(axis=1))
+    cols = np.flatnonzero(img.rgba[..., 3].any(axis=0))
+    if rows.size == 0:
+        return None
+    x0, y0 = int(cols[0]), int(rows[0])
+    area = Rect(x - img.hot_x + x0, y - img.hot_y + y0, int(cols[-1]) + 1 - x0, int(rows[-1]) + 1 - y0)
+    return area.intersect(Rect(0, 0, width, height))
+
+
 def paint_cursor(frame_bgrx: FrameArray, img: CursorImage, x: int, y: int) -> FrameArray:
     """A copy of ``frame_bgrx`` with the cursor alpha-blended at pointer position (x, y).
 
