@@ -161,6 +161,39 @@ def split_tiles(values: Values, size: int, layout: PixelLayout) -> TileGrid:
     return TileGrid(tiles, valid, sentinel, size, ntx, nty, tw, th)
 
 
+def solid_tiles(values: Values, size: int) -> tuple[Bools, Values]:
+    """Which ``size``×``size`` tiles of (h, w) pixel values (cut as :func:`split_tiles` cuts them) are one colour,
+    and each tile's top-left pixel value: both of shape (N,), without copying the pixels into tiles.
+
+    A tile is one colour when none of its rows changes colour and its first column does not either: one
+    comparison pass over the pixels, whose per-tile results are OR-ed 8 bytes at a time. ``size`` is a
+    multiple of 8.
+    """
+    h, w = values.shape
+    ntx = -(-w // size)
+    nty = -(-h // size)
+    # hchg[y, x]: pixel x+1 of row y differs from pixel x, where both lie in the same tile
+    hchg = np.zeros((h, ntx * size), dtype=np.bool_)
+    np.not_equal(values[:, 1:], values[:, :-1], out=hchg[:, : w - 1])
+    hchg[:, size - 1 :: size] = False
+    # a row of a tile is size bytes of bools: OR them as 64-bit words
+    words = hchg.view(np.uint64).reshape(h, ntx, size // 8)
+    acc = words[:, :, 0].copy()
+    for k in range(1, size // 8):
+        acc |= words[:, :, k]
+    row_any: Bools = acc != 0
+    # the first column of every tile, down each tile
+    first = values[:, ::size]
+    vchg = np.zeros(first.shape, dtype=np.bool_)
+    np.not_equal(first[1:], first[:-1], out=vchg[1:])
+    vchg[::size] = False  # a tile's top row is not compared with the tile above
+    row_any |= vchg
+    pad = np.zeros((nty * size, ntx), dtype=np.bool_)
+    pad[:h] = row_any
+    busy = pad.reshape(nty, size, ntx).any(axis=1).reshape(-1)
+    return ~busy, np.ascontiguousarray(values[::size, ::size]).reshape(-1)
+
+
 @dataclass(frozen=True)
 class TileColours:
     """Colour statistics of every tile of a batch."""
@@ -242,31 +275,40 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     end[:, :, :-1] &= change
     s = np.flatnonzero(start)
     e = np.flatnonzero(end)
-    # the end column of every run, stored at its start pixel
-    endx = np.zeros(tiles.shape, dtype=np.int32)
+    # the end column of every run, stored at its start pixel (in the narrowest type that holds a column)
+    small = np.int8 if wid <= 127 else np.int16 if wid <= 32767 else np.int32
+    endx = np.zeros(tiles.shape, dtype=small)
     endx.reshape(-1)[s] = e % wid
     # a run continues the one right above it when both start and end columns and the colour agree
     cont = np.zeros(tiles.shape, dtype=np.bool_)
     np.logical_and(start[:, 1:, :], start[:, :-1, :], out=cont[:, 1:, :])
     cont[:, 1:, :] &= endx[:, 1:, :] == endx[:, :-1, :]
     cont[:, 1:, :] &= tiles[:, 1:, :] == tiles[:, :-1, :]
-    # heights: down each column, a rectangle's first run is followed by a stretch of continuing runs
-    # (row 0 never continues, so a stretch never crosses from one column into the next)
-    col = np.ascontiguousarray(cont.transpose(0, 2, 1)).reshape(-1).view(np.int8)
-    edges = np.diff(col, prepend=np.int8(0), append=np.int8(0))
-    rs = np.flatnonzero(edges == 1)
-    re = np.flatnonzero(edges == -1)
-    height = np.ones(col.size, dtype=np.intp)
-    height[rs - 1] += re - rs
     heads = np.flatnonzero(start & ~cont)
     tile, rem = np.divmod(heads, hgt * wid)
     y, x = np.divmod(rem, wid)
+    if hgt <= 64:
+        # heights of small tiles: the continuing runs below every pixel, one row at a time from the bottom
+        below = np.zeros(tiles.shape, dtype=np.int8)
+        for row in range(hgt - 2, -1, -1):
+            np.multiply(below[:, row + 1] + np.int8(1), cont[:, row + 1], out=below[:, row])
+        h = below.reshape(-1)[heads].astype(np.intp) + 1
+    else:
+        # down each column, a rectangle's first run is followed by a stretch of continuing runs (row 0 never
+        # continues, so a stretch never crosses from one column into the next)
+        col = np.ascontiguousarray(cont.transpose(0, 2, 1)).reshape(-1).view(np.int8)
+        edges = np.diff(col, prepend=np.int8(0), append=np.int8(0))
+        rs = np.flatnonzero(edges == 1)
+        re = np.flatnonzero(edges == -1)
+        height = np.ones(col.size, dtype=np.intp)
+        height[rs - 1] += re - rs
+        h = height[tile * (hgt * wid) + x * hgt + y]
     return Subrects(
         tile=tile,
         x=x,
         y=y,
         w=endx.reshape(-1)[heads].astype(np.intp) - x + 1,
-        h=height[tile * (hgt * wid) + x * hgt + y],
+        h=h,
         colour=tiles.reshape(-1)[heads],
     )
 
@@ -303,3 +345,45 @@ def scatter_bytes(out: U8, pos: Index, data: U8) -> None:
     # one 1-D scatter per byte column: much faster than a 2-D fancy index
     for j in range(data.shape[1] if pos.size else 0):
         out[pos + j] = data[:, j]
+
+
+def gather_tiles(values: Values, idx: Index, size: int, layout: PixelLayout) -> TileGrid:
+    """Tiles ``idx`` (numbered as :func:`split_tiles` numbers them) of (h, w) pixel values as a :class:`TileGrid`
+    of just those tiles, in the order of ``idx``; partial edge tiles are padded with the sentinel.
+
+    Only the tiles asked for are copied, so a caller that already knows most tiles (say, the solid ones) pays
+    for the rest only.
+    """
+    h, w = values.shape
+    ntx = -(-w // size)
+    nty = -(-h // size)
+    full_x, full_y = w // size, h // size
+    ty, tx = np.divmod(idx, ntx)
+    whole = (ty < full_y) & (tx < full_x)
+    col_w = np.minimum(size, w - tx * size).astype(np.intp)
+    row_h = np.minimum(size, h - ty * size).astype(np.intp)
+    if whole.all():
+        view = values[: full_y * size, : full_x * size].reshape(full_y, size, full_x, size)
+        tiles: Values = view[ty, :, tx, :]
+        return TileGrid(tiles, None, 0, size, ntx, nty, col_w, row_h)
+    wide, sentinel = with_sentinel(values, layout)
+    tiles = np.empty((idx.size, size, size), dtype=wide.dtype)
+    w_idx = np.flatnonzero(whole)
+    if w_idx.size:
+        view = values[: full_y * size, : full_x * size].reshape(full_y, size, full_x, size)
+        tiles[w_idx] = view[ty[w_idx], :, tx[w_idx], :]
+    bottom = ty == full_y  # the partial bottom row (corner tile included)
+    if bottom.any():
+        strip = np.full((size, ntx * size), sentinel, dtype=wide.dtype)
+        strip[: h - full_y * size, :w] = values[full_y * size :]
+        b_idx = np.flatnonzero(bottom)
+        tiles[b_idx] = strip.reshape(size, ntx, size)[:, tx[b_idx], :].transpose(1, 0, 2)
+    right = (tx == full_x) & ~bottom  # the partial right column above the bottom row
+    if right.any():
+        strip = np.full((full_y * size, size), sentinel, dtype=wide.dtype)
+        strip[:, : w - full_x * size] = values[: full_y * size, full_x * size :]
+        r_idx = np.flatnonzero(right)
+        tiles[r_idx] = strip.reshape(full_y, size, size)[ty[r_idx]]
+    ramp = np.arange(size)
+    valid = (ramp[None, :, None] < row_h[:, None, None]) & (ramp[None, None, :] < col_w[:, None, None])
+    return TileGrid(tiles, valid, sentinel, size, ntx, nty, col_w, row_h)

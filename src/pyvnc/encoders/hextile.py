@@ -16,6 +16,8 @@ one numpy buffer; if the result is not smaller than Raw, a Raw rectangle is sent
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..protocol.constants import Encoding
@@ -23,15 +25,20 @@ from ..protocol.messages import rect_header
 from ..region import Rect
 from .base import EncodeJob, Encoder
 from .classify import (
+    Bools,
     Index,
     PixelLayout,
+    Subrects,
+    TileGrid,
     Values,
     chain_lower_bound,
     client_values,
     find_subrects,
+    gather_tiles,
     group_rank,
     layout_for,
     scatter_bytes,
+    solid_tiles,
     split_tiles,
     tile_colours,
 )
@@ -75,65 +82,39 @@ class HextileEncoder(Encoder):
 def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
     """The Hextile data of (h, w) pixel values, or None when every tile would be Raw."""
     bpp = layout.bpp
-    grid = split_tiles(values, TILE, layout)
-    n = grid.n
-    t = grid.tiles
-    flat = t.reshape(n, TILE * TILE)
-    valid = grid.valid
-    npx = grid.tw * grid.th
-    raw_size = 1 + npx * bpp
+    h, w = values.shape
+    # one-colour tiles (most of a desktop's) are found without copying pixels; only the others are cut out
+    # and analysed
+    solid_all, first = solid_tiles(values, TILE)
+    n = solid_all.size
+    ntx = -(-w // TILE)
+    ty, tx = np.divmod(np.arange(n), ntx)
+    tile_w = np.minimum(TILE, w - tx * TILE)
+    tile_h = np.minimum(TILE, h - ty * TILE)
+    raw_size = 1 + tile_w * tile_h * bpp
+    ns = np.flatnonzero(~solid_all)
+    if ns.size * 2 > n:
+        # mostly busy (photos, noise): cutting every tile out at once is cheaper than picking them
+        ns = np.arange(n)
+        grid = split_tiles(values, TILE, layout)
+    else:
+        grid = gather_tiles(values, ns, TILE, layout)
+    a = _analyse(grid, bpp)
 
-    # --- cheap classification of every tile (elementwise passes, no sorting) ----------------------------
-    # solid and two-colour tiles: compare with the tile's first pixel and its first different pixel
-    c0 = flat[:, 0]
-    is_c0 = flat == c0[:, None]
-    if valid is not None:
-        is_c0 |= ~valid.reshape(n, -1)
-    c1 = flat[np.arange(n), np.argmin(is_c0, axis=1)]
-    is_c1 = flat == c1[:, None]
-    two = (is_c0 | is_c1).all(axis=1)
-    n0 = np.count_nonzero(is_c0, axis=1)
-    n1 = np.count_nonzero(is_c1, axis=1)
-    if valid is not None:
-        n0 -= TILE * TILE - npx
-    solid = two & (c0 == c1)
-    # Busy tiles (photos, noise) go Raw without further analysis: a lower bound of the rectangles a tile
-    # needs is its horizontal runs minus those that continue the identical run right above; allowing two
-    # background rectangles a row, coloured subrectangles would not beat Raw.
-    chains = chain_lower_bound(t)
-    busy = ~two & ((chains - 2 * grid.th) * (bpp + 2) >= npx * bpp)
-
-    # --- background and colour count -------------------------------------------------------------------
-    bg = np.where(n0 >= n1, c0, c1)
-    ncol = np.where(solid, 1, np.where(two, 2, 3)).astype(np.intp)
-    multi = np.flatnonzero(~two & ~busy)
-    if multi.size:
-        stats = tile_colours(flat[multi], grid.sentinel if valid is not None else None)
-        bg[multi] = stats.bg
-        ncol[multi] = stats.ncolours
-    is_raw = busy.copy()
-
-    # Lower bounds of the subrectangle encodings (at least one subrect per non-background colour), so
-    # tiles that will be Raw anyway skip the subrectangle search.
-    mono = ncol == 2
-    lower = np.where(mono, 2 + 2 * bpp + 2, 2 + bpp + (ncol - 1) * (bpp + 2))
-    is_raw |= (ncol > 1) & (lower >= raw_size)
-    cand = np.flatnonzero((ncol > 1) & ~is_raw)
+    bg = first.astype(grid.tiles.dtype)
+    bg[ns] = a.bg
+    ncol = np.ones(n, dtype=np.intp)
+    ncol[ns] = a.ncol
+    is_raw = np.zeros(n, dtype=np.bool_)
+    is_raw[ns] = a.is_raw
     if is_raw.all():
         return None
-
-    sub = find_subrects(t[cand], bg[cand], valid[cand] if valid is not None else None)
-    sub_tile = cand[sub.tile]
     nsub = np.zeros(n, dtype=np.intp)
-    nsub[cand] = np.bincount(sub.tile, minlength=cand.size)
-    # worst case (background and foreground both specified) decides Raw against subrectangles
-    est = np.where(mono, 2 + 2 * bpp + 2 * nsub, 2 + bpp + nsub * (bpp + 2))
-    is_raw[cand] = est[cand] >= raw_size[cand]
-    if is_raw.all():
-        return None
-
+    nsub[ns] = a.nsub
+    sub = a.sub
+    sub_tile = ns[sub.tile]
+    mono = ncol == 2
     nonraw = ~is_raw
-    solid = nonraw & (ncol == 1)
     mono_t = nonraw & mono
     coloured = nonraw & (ncol > 2)
     has_sub = mono_t | coloured
@@ -198,29 +179,108 @@ def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
     out[base] = (sub.x[keep] << 4) | sub.y[keep]
     out[base + 1] = ((sub.w[keep] - 1) << 4) | (sub.h[keep] - 1)
 
-    # --- splice in the Raw tiles ----------------------------------------------------------------------------
+    # --- splice in the Raw tiles (every one of them was analysed, so it is in grid.tiles) ---------------------
     raw_idx = np.flatnonzero(is_raw)
     if raw_idx.size == 0:
         return out.tobytes()
+    t = grid.tiles
+    in_grid = np.empty(n, dtype=np.intp)
+    in_grid[ns] = np.arange(ns.size)
     # full tiles are contiguous in the tile-major array: slice their bytes straight out of it
     tile_bytes = TILE * TILE * bpp
     mv_all = layout.pixel_bytes(t).reshape(-1).data
-    partial = (grid.tw != TILE) | (grid.th != TILE)
+    partial = (tile_w != TILE) | (tile_h != TILE)
     nonraw_bytes = out.tobytes()
     mv_nr = memoryview(nonraw_bytes)
     cuts = nr_off[raw_idx].tolist()
     chunks: list[bytes | memoryview] = []
     prev_cut = 0
     raw_marker = bytes([RAW])
-    for ti, cut in zip(raw_idx.tolist(), cuts, strict=True):
+    for ti, gi, cut in zip(raw_idx.tolist(), in_grid[raw_idx].tolist(), cuts, strict=True):
         if cut > prev_cut:
             chunks.append(mv_nr[prev_cut:cut])
             prev_cut = cut
         chunks.append(raw_marker)
         if partial[ti]:
-            chunks.append(layout.pixel_bytes(t[ti, : grid.th[ti], : grid.tw[ti]]).tobytes())
+            chunks.append(layout.pixel_bytes(t[gi, : tile_h[ti], : tile_w[ti]]).tobytes())
         else:
-            chunks.append(mv_all[ti * tile_bytes : (ti + 1) * tile_bytes])
+            chunks.append(mv_all[gi * tile_bytes : (gi + 1) * tile_bytes])
     if prev_cut < len(nonraw_bytes):
         chunks.append(mv_nr[prev_cut:])
     return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """Per-tile results of :func:`_analyse`, for the tiles of one :class:`TileGrid`."""
+
+    bg: Values
+    ncol: Index
+    is_raw: Bools
+    nsub: Index
+    #: the subrectangles of the tiles that are not Raw (``tile`` numbers tiles of the grid)
+    sub: Subrects
+
+
+def _analyse(grid: TileGrid, bpp: int) -> _Analysis:
+    """Background, colour count, Raw or not, and subrectangles of every tile of ``grid``."""
+    n = grid.n
+    t = grid.tiles
+    if n == 0:
+        none = np.zeros(0, dtype=np.intp)
+        return _Analysis(t.reshape(-1), none, none.astype(np.bool_), none, Subrects(*(none,) * 5, t.reshape(-1)))
+    flat = t.reshape(n, TILE * TILE)
+    valid = grid.valid
+    npx = grid.tw * grid.th
+    raw_size = 1 + npx * bpp
+
+    # --- cheap classification of every tile (elementwise passes, no sorting) ----------------------------
+    # solid and two-colour tiles: compare with the tile's first pixel and its first different pixel
+    c0 = flat[:, 0]
+    is_c0 = flat == c0[:, None]
+    if valid is not None:
+        is_c0 |= ~valid.reshape(n, -1)
+    c1 = flat[np.arange(n), np.argmin(is_c0, axis=1)]
+    is_c1 = flat == c1[:, None]
+    two = (is_c0 | is_c1).all(axis=1)
+    n0 = np.count_nonzero(is_c0, axis=1)
+    n1 = np.count_nonzero(is_c1, axis=1)
+    if valid is not None:
+        n0 -= TILE * TILE - npx
+    solid = two & (c0 == c1)
+    # Busy tiles (photos, noise) go Raw without further analysis: a lower bound of the rectangles a tile
+    # needs is its horizontal runs minus those that continue the identical run right above; allowing two
+    # background rectangles a row, coloured subrectangles would not beat Raw.
+    chains = chain_lower_bound(t)
+    busy = ~two & ((chains - 2 * grid.th) * (bpp + 2) >= npx * bpp)
+
+    # --- background and colour count -------------------------------------------------------------------
+    bg = np.where(n0 >= n1, c0, c1)
+    ncol = np.where(solid, 1, np.where(two, 2, 3)).astype(np.intp)
+    # the background of a tile of more colours is its most common one: the first or second colour when
+    # either covers over half the tile (text on a plain background), else found by sorting the tile
+    majority = 2 * np.maximum(n0, n1) > npx
+    multi = np.flatnonzero(~two & ~busy & ~majority)
+    if multi.size:
+        stats = tile_colours(flat[multi], grid.sentinel if valid is not None else None)
+        bg[multi] = stats.bg
+        ncol[multi] = stats.ncolours
+    is_raw = busy.copy()
+
+    # Lower bounds of the subrectangle encodings (at least one subrect per non-background colour), so
+    # tiles that will be Raw anyway skip the subrectangle search.
+    mono = ncol == 2
+    lower = np.where(mono, 2 + 2 * bpp + 2, 2 + bpp + (ncol - 1) * (bpp + 2))
+    is_raw |= (ncol > 1) & (lower >= raw_size)
+    cand = np.flatnonzero((ncol > 1) & ~is_raw)
+    if cand.size:
+        sub = find_subrects(t[cand], bg[cand], valid[cand] if valid is not None else None)
+        sub = Subrects(cand[sub.tile], sub.x, sub.y, sub.w, sub.h, sub.colour)
+    else:
+        none = np.zeros(0, dtype=np.intp)
+        sub = Subrects(*(none,) * 5, t.reshape(-1)[:0])
+    nsub = np.bincount(sub.tile, minlength=n).astype(np.intp)
+    # worst case (background and foreground both specified) decides Raw against subrectangles
+    est = np.where(mono, 2 + 2 * bpp + 2 * nsub, 2 + bpp + nsub * (bpp + 2))
+    is_raw[cand] = est[cand] >= raw_size[cand]
+    return _Analysis(bg=bg, ncol=ncol, is_raw=is_raw, nsub=nsub, sub=sub)

@@ -1,0 +1,62 @@
+"""The tile helpers of ``pyvnc.encoders.classify`` against straightforward definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyvnc.encoders.classify import distinct, gather_tiles, layout_for, solid_tiles, split_tiles
+from pyvnc.protocol.pixelformat import NATIVE, PixelFormat
+
+RGB565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)  # every bit used: padding needs a wider type
+
+
+def blocky(h: int, w: int, dtype: type, seed: int) -> np.ndarray:
+    """Pixel values with solid 16×16 blocks, blocks of two colours and busy blocks, plus stray pixels."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 4, (-(-h // 16), -(-w // 16)))
+    values = np.repeat(np.repeat(coarse, 16, axis=0), 16, axis=1)[:h, :w].astype(dtype)
+    busy = rng.random(values.shape) < 0.002
+    values[busy] = rng.integers(0, 1 << 16, int(busy.sum())).astype(dtype)
+    return values
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (33, 47), (16, 1), (1, 70), (5, 5), (100, 257)])
+def test_solid_tiles_agree_with_the_tiles(h: int, w: int) -> None:
+    values = blocky(h, w, np.uint32, h * w)
+    values[-1, -1] ^= 1  # the last (partial) tile is never one colour, whatever the blocks
+    grid = split_tiles(values, 16, layout_for(NATIVE))
+    solid, first = solid_tiles(values, 16)
+    for i in range(grid.n):
+        tile = grid.tiles[i, : grid.th[i], : grid.tw[i]]
+        assert bool(solid[i]) == bool((tile == tile[0, 0]).all()), i
+        assert first[i] == tile[0, 0]
+    assert not solid[-1] or h * w == 1
+
+
+@pytest.mark.parametrize("pf", [NATIVE, RGB565], ids=["native", "rgb565"])
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (33, 47), (100, 257), (15, 15)])
+def test_gather_tiles_equals_split_tiles(pf: PixelFormat, h: int, w: int) -> None:
+    dtype = np.uint16 if pf is RGB565 else np.uint32
+    values = blocky(h, w, dtype, 7)
+    layout = layout_for(pf)
+    whole = split_tiles(values, 16, layout)
+    rng = np.random.default_rng(1)
+    for idx in (np.arange(whole.n), np.sort(rng.choice(whole.n, max(1, whole.n // 3), replace=False))):
+        part = gather_tiles(values, idx, 16, layout)
+        assert np.array_equal(part.tw, whole.tw[idx]) and np.array_equal(part.th, whole.th[idx])
+        for k, i in enumerate(idx):
+            th, tw = whole.th[i], whole.tw[i]
+            assert np.array_equal(part.tiles[k, :th, :tw], whole.tiles[i, :th, :tw])
+            if part.valid is not None:
+                assert part.valid[k].sum() == th * tw and part.valid[k, :th, :tw].all()
+                assert (part.tiles[k][~part.valid[k]] == part.sentinel).all()
+            else:
+                assert th == tw == 16
+
+
+def test_distinct_is_sorted_unique() -> None:
+    rng = np.random.default_rng(2)
+    for n in (0, 1, 2, 1000):
+        a = rng.integers(0, 50, n).astype(np.uint32)
+        assert np.array_equal(distinct(a), np.unique(a))
