@@ -348,7 +348,13 @@ class Session:
             generation = proto.pixel_format_generation
             frame = self.hub.frame
             overlay = self._cursor_overlay(frame, to_send) if sub.paints_cursor else None
-            job = EncodeJob(frame=frame, rects=tuple(to_send), pixel_format=effective_format(proto.pixel_format))
+            pixel_format = effective_format(proto.pixel_format)
+            if overlay is not None and self.encoders.encoding_for(pixel_format) == Encoding.RAW:
+                # Raw would send the cursor's area twice, byte for byte: leave it to the cursor's rectangle
+                # (compressing encodings shrink the repeat to little, and a hole would cut up their tiles)
+                to_send = to_send.copy()
+                to_send.subtract(overlay[3])
+            job = EncodeJob(frame=frame, rects=tuple(to_send), pixel_format=pixel_format)
             self._busy = True
             try:
                 encodings, encoded = await loop.run_in_executor(self.executor, self._encode, job, overlay)
