@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 from enc_content import NOVNC_PF, bgrx_to_rgb, corpus_available, corpus_frame, rgb_to_bgrx
-from novnc_decode import decode_each_with_novnc, requires_novnc
+from novnc_decode import decode_each_with_novnc, decode_with_novnc, novnc_available, requires_novnc
 
 from pyvnc.encoders.base import EncodeJob
 from pyvnc.encoders.select import FILL_MIN_AREA, EncoderSelector, Kind, content_kind
@@ -259,3 +259,44 @@ def test_rre_and_hextile_never_larger_than_raw(encoding: int, pf: PixelFormat) -
                 assert enc in (encoding, Encoding.RAW)
                 assert len(data) <= 12 + r.area * bpp, (name, rect, r, enc)
             assert sum(r.area for r, _ in headers(encoded)) == rect.area
+
+
+@requires_corpus
+@pytest.mark.parametrize(
+    ("encoding", "image", "split"),
+    [
+        (Encoding.RAW, "terminal", True),
+        (Encoding.HEXTILE, "photo", True),
+        (Encoding.HEXTILE, "terminal", False),  # small numpy steps under the GIL: one thread is as fast
+    ],
+)
+def test_big_updates_are_split_across_cores(
+    monkeypatch: pytest.MonkeyPatch, encoding: int, image: str, split: bool
+) -> None:
+    """Stateless encodings encode a big update in bands on two threads (output as from one thread), except
+    Hextile on text, where a second thread only costs CPU."""
+    import threading
+
+    from pyvnc.encoders import select
+
+    monkeypatch.setattr(select, "_CORES", 2)
+    job = EncodeJob(corpus_frame(image), (FULL,), NOVNC_PF)
+    threads: set[str] = set()
+    cls = select.ENCODERS[encoding]
+    original = cls.encode
+
+    def spy(self: object, j: EncodeJob) -> list[bytes]:
+        threads.add(threading.current_thread().name)
+        return original(self, j)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cls, "encode", spy)
+    selector = EncoderSelector()
+    selector.configure([encoding])
+    _used, out = selector.encode(job)
+    assert (len(threads) == 2) == split, threads
+    # the bands tile the frame, in reading order
+    rects = [Rect(*struct.unpack_from(">HHHH", r)) for r in out]
+    assert sum(r.area for r in rects) == FULL.area
+    assert rects == sorted(rects, key=lambda r: (r.y, r.x))
+    if novnc_available():
+        assert np.array_equal(decode_with_novnc([out], 1920, 1080), bgrx_to_rgb(job.frame))
