@@ -195,7 +195,7 @@ LOSSLESS = [
 ]
 
 
-@pytest.mark.parametrize("image", ["terminal", "webpage", "desktop", "photo"])
+@pytest.mark.parametrize("image", ["terminal", "webpage", "desktop", "photo", "noise"])
 @pytest.mark.parametrize(("encoding", "extra"), LOSSLESS)
 async def test_lossless_encoding_is_pixel_exact(
     viewer_display: str, used_encodings: list[int], tmp_path: Path, image: str, encoding: str, extra: tuple[str, ...]
@@ -222,6 +222,20 @@ async def test_tight_jpeg_quality(viewer_display: str, used_encodings: list[int]
     # the photo really took the JPEG path: lossy, yet close to the original
     assert not np.array_equal(got, frame)
     assert psnr(got, frame) >= 30.0
+
+
+@pytest.mark.parametrize("quality", [6, 7])
+async def test_tight_jpeg_keeps_30_db_on_noise(
+    viewer_display: str, used_encodings: list[int], tmp_path: Path, quality: int
+) -> None:
+    """Random pixels, which JPEG at these levels would return at about 13 dB, reach the viewer losslessly."""
+    frame = corpus_crop("noise")
+    server, _source = serve(frame)
+    async with server:
+        params = ("-PreferredEncoding=Tight", "-AutoSelect=0", "-NoJPEG=0", f"-QualityLevel={quality}")
+        async with run_viewer(viewer_display, server.port, tmp_path / "home", *params) as viewer:
+            await viewer.wait_exact(frame)
+    assert set(used_encodings) == {Encoding.TIGHT}, used_encodings
 
 
 async def test_password(viewer_display: str, tmp_path: Path) -> None:
