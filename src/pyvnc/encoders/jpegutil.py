@@ -35,10 +35,12 @@ __all__ = [
     "QUALITY_LEVELS",
     "JpegSettings",
     "Subsampling",
+    "band_keeps_quality",
     "compress_jpeg",
     "is_tpixel_format",
     "jpeg_psnr",
     "keeps_quality",
+    "rough_share",
     "settings_for_level",
 ]
 
@@ -161,25 +163,40 @@ def jpeg_psnr(pixels: NDArray[np.uint8], settings: JpegSettings) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def rough_share(a: NDArray[np.uint32], b: NDArray[np.uint32]) -> float:
+    """The fraction of pixel pairs (0x00RRGGBB values ``a[i]``, ``b[i]``) that differ by more than
+    :data:`ROUGH_STEP` in some channel."""
+    if a.size == 0:
+        return 0.0
+    da = np.ascontiguousarray(a, dtype="<u4").view(np.uint8).reshape(-1, 4).astype(np.int16)
+    db = np.ascontiguousarray(b, dtype="<u4").view(np.uint8).reshape(-1, 4)
+    return int(np.count_nonzero(np.abs(da - db).max(axis=1) > ROUGH_STEP)) / a.size
+
+
+def band_keeps_quality(pixels: NDArray[np.uint8], settings: JpegSettings) -> bool:
+    """Whether a JPEG round trip with ``settings`` of a sample band of a (h, w, 4) BGRX region (its middle
+    16 rows, at most 256 pixels wide) comes back at :data:`JPEG_MIN_PSNR` or better."""
+    h, w = pixels.shape[:2]
+    y0 = max(0, (h - _TRIAL_ROWS) // 2)
+    x0 = max(0, (w - _TRIAL_WIDTH) // 2)
+    x0 -= x0 % 16
+    return jpeg_psnr(pixels[y0 : y0 + _TRIAL_ROWS, x0 : x0 + _TRIAL_WIDTH], settings) >= JPEG_MIN_PSNR
+
+
 def keeps_quality(pixels: NDArray[np.uint8], settings: JpegSettings) -> bool:
     """Whether JPEG with ``settings`` keeps a (h, w, 4) BGRX region above :data:`JPEG_MIN_PSNR`.
 
     Regions where few neighbouring pixels differ much (photographs, screen content) pass at once, for the
     cost of a sample of 256 pixel pairs; rough ones (noise, dithering) only when a JPEG round trip of a
-    sample band does: random pixels come back from 4:2:0 q79 at 12.5 dB, a photograph with ±16 of noise
-    added at 28.7 dB.
+    sample band does (:func:`band_keeps_quality`): random pixels come back from 4:2:0 q79 at 12.5 dB, a
+    photograph with ±16 of noise added at 28.7 dB.
     """
     h, w = pixels.shape[:2]
     if w < 2:
         return True
     rows = pixels[np.linspace(0, h - 1, num=min(h, 8)).astype(np.intp)]
     cols = np.arange(0, w - 1, max(1, (w - 1) * rows.shape[0] // 256))
-    a = rows[:, cols, :3].astype(np.int16)
-    b = rows[:, cols + 1, :3]
-    rough = np.count_nonzero(np.abs(a - b).max(axis=2) > ROUGH_STEP)
-    if rough < ROUGH_SHARE * cols.size * rows.shape[0]:
+    words = rows.view("<u4")[..., 0] & np.uint32(0xFFFFFF)
+    if rough_share(words[:, cols].reshape(-1), words[:, cols + 1].reshape(-1)) < ROUGH_SHARE:
         return True
-    y0 = max(0, (h - _TRIAL_ROWS) // 2)
-    x0 = max(0, (w - _TRIAL_WIDTH) // 2)
-    x0 -= x0 % 16
-    return jpeg_psnr(pixels[y0 : y0 + _TRIAL_ROWS, x0 : x0 + _TRIAL_WIDTH], settings) >= JPEG_MIN_PSNR
+    return band_keeps_quality(pixels, settings)

@@ -10,7 +10,7 @@ maximum). Each subrectangle is classified with vectorised numpy and sent as:
   a byte), 3-256 colours as 8-bit indices;
 - **JpegCompression** when it has many colours, the client sent a JPEG quality level and its pixel format
   has 3-byte TPIXELs (adjacent JPEG strips merge into bigger images) — except, from quality level 6 up, rough
-  strips that JPEG would return below 30 dB (noise; :func:`.jpegutil.keeps_quality`), which stay lossless;
+  strips that JPEG would return below 30 dB (noise; see :func:`.jpegutil.keeps_quality`), which stay lossless;
 - otherwise **BasicCompression** with the **CopyFilter**, or the **GradientFilter** for photo-like content
   (TPIXEL formats only, as noVNC and libvncserver assume 3-byte pixels there).
 
@@ -45,10 +45,12 @@ from .base import EncodeJob, Encoder
 from .classify import distinct
 from .jpegutil import (
     JPEG_FLOOR_LEVEL,
+    ROUGH_SHARE,
     JpegSettings,
+    band_keeps_quality,
     compress_jpeg,
     is_tpixel_format,
-    keeps_quality,
+    rough_share,
     settings_for_level,
 )
 
@@ -242,6 +244,7 @@ class _Palette:
 @dataclass
 class _Full:
     change: float  # estimated fraction of pixels that differ from their right-hand neighbour
+    rough: float  # estimated fraction of neighbouring pixel pairs that differ much (jpegutil.is_rough)
 
 
 _Kind = _Solid | _Palette | _Full
@@ -263,11 +266,11 @@ def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kin
     # a small sample first: it already tells photo-like strips apart
     step = max(1, n // (_SAMPLE // 4))
     if distinct(flat[::step]).size > limit:
-        return _Full(_change_fraction(flat, step))
+        return _full(flat, step)
     step = max(1, n // _SAMPLE)
     sample_colours = distinct(flat[::step]).size
     if sample_colours > limit:
-        return _Full(_change_fraction(flat, step))
+        return _full(flat, step)
     if sample_colours == 1 and bool((flat == flat[0]).all()):
         return _Solid(flat[:1].copy())
     starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
@@ -275,7 +278,7 @@ def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kin
         return _Solid(flat[:1].copy())
     n_runs = starts.size + 1
     if n_runs * 2 > n and n > _SAMPLE:  # mostly single pixels: a palette would not pay
-        return _Full(n_runs / n)
+        return _full(flat, max(1, n // _SAMPLE), n_runs / n)
     run_starts = np.empty(n_runs, dtype=np.intp)
     run_starts[0] = 0
     run_starts[1:] = starts
@@ -286,7 +289,7 @@ def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kin
     if run_palette and n_runs * PALETTE_RUN_WITH_JPEG <= n:
         allowed = MAX_PALETTE
     if n_colours > min(allowed, max(2, n // 4)):
-        return _Full(n_runs / n)
+        return _full(flat, max(1, n // _SAMPLE), n_runs / n)
     lengths = np.diff(run_starts, append=n)
     inverse = np.searchsorted(colours, run_values).astype(np.uint8)
     indices = np.repeat(inverse, lengths).reshape(h, w)
@@ -309,15 +312,21 @@ def _solid_margins(values: NDArray[Any]) -> tuple[int, int]:
     return left, right
 
 
-def _change_fraction(flat: NDArray[Any], step: int) -> float:
-    """The fraction of sampled pixels that differ from their right-hand neighbour: near 1 for photographs
-    and noise, small for text and UI (long runs of equal pixels).
+def _full(flat: NDArray[Any], step: int, change: float | None = None) -> _Full:
+    """A many-colour strip's :class:`_Full`, from the pixel pairs (each pixel and its right-hand neighbour) at
+    every ``step``-th pixel: the fraction that differ (``change``, when not known already; near 1 for
+    photographs and noise, small for text and UI) and the fraction that differ much (``rough``: see
+    :func:`.jpegutil.rough_share`; 0 for pixel values other than 0x00RRGGBB).
     """
     n = flat.size
     if n < 2:
-        return 0.0
+        return _Full(0.0 if change is None else change, 0.0)
     idx = np.arange(0, n - 1, step)
-    return float(np.count_nonzero(flat[idx] != flat[idx + 1])) / idx.size
+    a, b = flat[idx], flat[idx + 1]
+    if change is None:
+        change = float(np.count_nonzero(a != b)) / idx.size
+    rough = rough_share(a, b) if flat.dtype == np.uint32 else 0.0
+    return _Full(change, rough)
 
 
 # --- pixel data ---------------------------------------------------------------------------------------------
@@ -430,7 +439,7 @@ class _TightBase(Encoder):
                 isinstance(kind, _Full)
                 and ctx.jpeg is not None
                 and kind.change >= JPEG_MIN_CHANGE
-                and (not ctx.jpeg_floor or keeps_quality(sub_pixels, ctx.jpeg))
+                and (not ctx.jpeg_floor or kind.rough < ROUGH_SHARE or band_keeps_quality(sub_pixels, ctx.jpeg))
             ):
                 tag = "jpeg"
             if run is not None:
