@@ -161,27 +161,41 @@ def split_tiles(values: Values, size: int, layout: PixelLayout) -> TileGrid:
     return TileGrid(tiles, valid, sentinel, size, ntx, nty, tw, th)
 
 
+def _row_changes(rows: Values, size: int) -> Bools:
+    """For each row of ``rows`` (r, w) and each ``size``-wide tile column: whether the row changes colour
+    inside the tile. One comparison pass; the per-tile results are OR-ed 8 bytes at a time."""
+    r, w = rows.shape
+    ntx = -(-w // size)
+    # chg[y, x]: pixel x+1 of row y differs from pixel x, where both lie in the same tile
+    chg = np.zeros((r, ntx * size), dtype=np.bool_)
+    np.not_equal(rows[:, 1:], rows[:, :-1], out=chg[:, : w - 1])
+    chg[:, size - 1 :: size] = False
+    words = chg.view(np.uint64).reshape(r, ntx, size // 8)
+    acc = words[:, :, 0].copy()
+    for k in range(1, size // 8):
+        acc |= words[:, :, k]
+    changes: Bools = acc != 0
+    return changes
+
+
+def top_rows_constant(values: Values, size: int) -> Bools:
+    """Which ``size``×``size`` tiles of (h, w) pixel values have a one-colour top row, shape (N,): the tiles
+    that can be one colour, found from a ``size``-th of the pixels."""
+    constant: Bools = ~_row_changes(values[::size], size).reshape(-1)
+    return constant
+
+
 def solid_tiles(values: Values, size: int) -> tuple[Bools, Values]:
     """Which ``size``×``size`` tiles of (h, w) pixel values (cut as :func:`split_tiles` cuts them) are one colour,
     and each tile's top-left pixel value: both of shape (N,), without copying the pixels into tiles.
 
     A tile is one colour when none of its rows changes colour and its first column does not either: one
-    comparison pass over the pixels, whose per-tile results are OR-ed 8 bytes at a time. ``size`` is a
-    multiple of 8.
+    comparison pass over the pixels (:func:`_row_changes`). ``size`` is a multiple of 8.
     """
     h, w = values.shape
     ntx = -(-w // size)
     nty = -(-h // size)
-    # hchg[y, x]: pixel x+1 of row y differs from pixel x, where both lie in the same tile
-    hchg = np.zeros((h, ntx * size), dtype=np.bool_)
-    np.not_equal(values[:, 1:], values[:, :-1], out=hchg[:, : w - 1])
-    hchg[:, size - 1 :: size] = False
-    # a row of a tile is size bytes of bools: OR them as 64-bit words
-    words = hchg.view(np.uint64).reshape(h, ntx, size // 8)
-    acc = words[:, :, 0].copy()
-    for k in range(1, size // 8):
-        acc |= words[:, :, k]
-    row_any: Bools = acc != 0
+    row_any = _row_changes(values, size)
     # the first column of every tile, down each tile
     first = values[:, ::size]
     vchg = np.zeros(first.shape, dtype=np.bool_)

@@ -41,6 +41,7 @@ from .classify import (
     solid_tiles,
     split_tiles,
     tile_colours,
+    top_rows_constant,
 )
 
 TILE = 16
@@ -83,16 +84,18 @@ def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
     """The Hextile data of (h, w) pixel values, or None when every tile would be Raw."""
     bpp = layout.bpp
     h, w = values.shape
-    # one-colour tiles (most of a desktop's) are found without copying pixels; only the others are cut out
-    # and analysed
-    solid_all, first = solid_tiles(values, TILE)
-    n = solid_all.size
     ntx = -(-w // TILE)
+    n = ntx * -(-h // TILE)
     ty, tx = np.divmod(np.arange(n), ntx)
     tile_w = np.minimum(TILE, w - tx * TILE)
     tile_h = np.minimum(TILE, h - ty * TILE)
     raw_size = 1 + tile_w * tile_h * bpp
-    ns = np.flatnonzero(~solid_all)
+    first = np.ascontiguousarray(values[::TILE, ::TILE]).reshape(-1)
+    ns = np.arange(n)
+    if 2 * np.count_nonzero(top_rows_constant(values, TILE)) > n:
+        # one-colour tiles (most of a desktop's) are found without copying pixels; only the others are cut
+        # out and analysed
+        ns = np.flatnonzero(~solid_tiles(values, TILE)[0])
     if ns.size * 2 > n:
         # mostly busy (photos, noise): cutting every tile out at once is cheaper than picking them
         ns = np.arange(n)
