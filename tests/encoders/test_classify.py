@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pyvnc.encoders.classify import distinct, gather_tiles, layout_for, solid_tiles, split_tiles
+from pyvnc.encoders.classify import distinct, gather_tiles, layout_for, solid_tiles, split_tiles, top_rows_constant
 from pyvnc.protocol.pixelformat import NATIVE, PixelFormat
 
 RGB565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)  # every bit used: padding needs a wider type
@@ -32,6 +32,11 @@ def test_solid_tiles_agree_with_the_tiles(h: int, w: int) -> None:
         assert bool(solid[i]) == bool((tile == tile[0, 0]).all()), i
         assert first[i] == tile[0, 0]
     assert not solid[-1] or h * w == 1
+    top = top_rows_constant(values, 16)
+    for i in range(grid.n):
+        row = grid.tiles[i, 0, : grid.tw[i]]
+        assert bool(top[i]) == bool((row == row[0]).all()), i
+    assert not (solid & ~top).any()  # a one-colour tile has a one-colour top row
 
 
 @pytest.mark.parametrize("pf", [NATIVE, RGB565], ids=["native", "rgb565"])
