@@ -342,6 +342,11 @@ def _gradient(pixels: FrameArray) -> bytes:
     the value and the prediction left + up - upper-left clamped to 0..255 (outside pixels count as 0),
     modulo 256, as R, G, B bytes.
     """
+    return _gradient_array(pixels).tobytes()
+
+
+def _gradient_array(pixels: FrameArray) -> NDArray[np.uint8]:
+    """:func:`_gradient` as an (h, w, 3) array."""
     v = np.empty((*pixels.shape[:2], 3), dtype=np.int16)
     for c in range(3):  # one plain copy per channel: much faster than a reversed-stride gather
         v[..., c] = pixels[..., 2 - c]
@@ -351,7 +356,7 @@ def _gradient(pixels: FrameArray) -> bytes:
     p[1:, 1:] -= v[:-1, :-1]
     np.clip(p, 0, 255, out=p)
     np.subtract(v, p, out=v)
-    return v.astype(np.uint8).tobytes()
+    return v.astype(np.uint8)
 
 
 class _TightBase(Encoder):
@@ -578,7 +583,10 @@ def _trial(ctx: _Context, pixels: FrameArray, values: NDArray[Any]) -> int:
         return FILTER_COPY
     x0 = max(0, (w - _TRIAL_WIDTH) // 2)
     x1 = min(w, x0 + _TRIAL_WIDTH)
-    rows = np.linspace(1 if h > 1 else 0, h - 1, num=min(h, _TRIAL_ROWS)).astype(np.intp)
+    k = min(h, _TRIAL_ROWS)
+    first = 1 if h > 1 else 0
+    # k rows spread from the second to the last (each has the row above it as gradient context)
+    rows = [first + (h - 1 - first) * i // (k - 1) for i in range(k)] if k > 1 else [first]
     if ctx.tpixel:
         copy = _rgb_of_bgrx(pixels[rows, x0:x1])
     else:
@@ -587,9 +595,10 @@ def _trial(ctx: _Context, pixels: FrameArray, values: NDArray[Any]) -> int:
     copy_size = len(deflater.compress(copy, 1))
     best, best_size = FILTER_COPY, copy_size
     if ctx.tpixel and h > 1:
-        # gradient residuals of the sampled rows, with their upper neighbours as context
-        pairs = np.stack([pixels[r - 1 : r + 1, x0:x1] for r in rows])
-        grad = b"".join(_gradient(p)[len(copy) // len(rows) :] for p in pairs)
+        # gradient residuals of the sampled rows, with their upper neighbours as context: the pairs of rows
+        # stacked into one image, of whose gradient every second row is kept
+        pairs = np.concatenate([pixels[r - 1 : r + 1, x0:x1] for r in rows])
+        grad = _gradient_array(pairs)[1::2].tobytes()
         grad_size = len(deflater.compress(grad, 1))
         if grad_size < copy_size * 0.9:
             best, best_size = FILTER_GRADIENT, grad_size
