@@ -319,13 +319,13 @@ def _full(flat: NDArray[Any], step: int, change: float | None = None) -> _Full:
     :func:`.jpegutil.rough_share`; 0 for pixel values other than 0x00RRGGBB).
     """
     n = flat.size
-    if n < 2:
-        return _Full(0.0 if change is None else change, 0.0)
+    if n < 2 or (change is not None and change < JPEG_MIN_CHANGE):
+        return _Full(0.0 if change is None else change, 0.0)  # never JPEG: its roughness does not matter
     idx = np.arange(0, n - 1, step)
     a, b = flat[idx], flat[idx + 1]
     if change is None:
         change = float(np.count_nonzero(a != b)) / idx.size
-    rough = rough_share(a, b) if flat.dtype == np.uint32 else 0.0
+    rough = rough_share(a, b) if flat.dtype == np.uint32 and change >= JPEG_MIN_CHANGE else 0.0
     return _Full(change, rough)
 
 
