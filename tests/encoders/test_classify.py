@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pyvnc.encoders.classify import distinct, gather_tiles, layout_for, solid_tiles, split_tiles, top_rows_constant
+from pyvnc.encoders.classify import (
+    chain_heads,
+    distinct,
+    find_subrects,
+    gather_tiles,
+    layout_for,
+    solid_tiles,
+    split_tiles,
+    top_rows_constant,
+)
 from pyvnc.protocol.pixelformat import NATIVE, PixelFormat
 
 RGB565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)  # every bit used: padding needs a wider type
@@ -65,3 +74,18 @@ def test_distinct_is_sorted_unique() -> None:
     for n in (0, 1, 2, 1000):
         a = rng.integers(0, 50, n).astype(np.uint32)
         assert np.array_equal(distinct(a), np.unique(a))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_chain_heads_bound_the_subrectangles(seed: int) -> None:
+    """RRE gives up early when the chain heads not of the background colour already outweigh Raw: that is
+    only right if every cover needs at least that many rectangles, which find_subrects' does."""
+    values = blocky(40, 70, np.uint32, seed)
+    rng = np.random.default_rng(seed)
+    values[rng.random(values.shape) < 0.2] = 9  # runs that continue down and sideways, and ones that do not
+    heads = chain_heads(values.reshape(1, 40, 70))[0]
+    assert heads[0, 0] and heads[0].sum() == 1 + np.count_nonzero(values[0, 1:] != values[0, :-1])  # row 0: its runs
+    for bg in (0, 1, 9):
+        need = int(np.count_nonzero(heads & (values != bg)))
+        found = len(find_subrects(values.reshape(1, 40, 70), np.array([bg], np.uint32)))
+        assert 0 < need <= found, (bg, need, found)

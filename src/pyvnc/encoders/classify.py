@@ -327,19 +327,21 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     )
 
 
-def chain_lower_bound(tiles: Values) -> Index:
-    """A lower bound of the single-colour rectangles (background included) each tile of (N, H, W) needs.
-
-    Counts horizontal runs minus runs whose first pixel has the same colour as the pixel above it, which
-    also starts a run: cheap elementwise passes that tell busy tiles (photos, noise) from flat ones.
-    """
-    n = tiles.shape[0]
+def chain_heads(tiles: Values) -> Bools:
+    """The pixels of (N, H, W) ``tiles`` that start a horizontal run and do not sit right below the start of
+    a run of their own colour: every single-colour rectangle cover needs a rectangle starting at each."""
     run_start = np.ones(tiles.shape, dtype=np.bool_)
     np.not_equal(tiles[:, :, 1:], tiles[:, :, :-1], out=run_start[:, :, 1:])
-    cont = run_start[:, 1:, :] & run_start[:, :-1, :]
-    cont &= tiles[:, 1:, :] == tiles[:, :-1, :]
-    runs = np.count_nonzero(run_start.reshape(n, -1), axis=1)
-    result: Index = runs - np.count_nonzero(cont.reshape(n, -1), axis=1)
+    heads = run_start.copy()
+    heads[:, 1:, :] &= ~(run_start[:, :-1, :] & (tiles[:, 1:, :] == tiles[:, :-1, :]))
+    return heads
+
+
+def chain_lower_bound(tiles: Values) -> Index:
+    """A lower bound of the single-colour rectangles (background included) each tile of (N, H, W) needs: its
+    :func:`chain_heads`, counted. Cheap elementwise passes that tell busy tiles (photos, noise) from flat ones.
+    """
+    result: Index = np.count_nonzero(chain_heads(tiles).reshape(tiles.shape[0], -1), axis=1)
     return result
 
 

@@ -1,9 +1,9 @@
 """RRE encoding (rfbproto 7.7.3): a background colour and a list of single-colour subrectangles.
 
-The background is the most common colour of the rectangle; the other pixels are covered by rectangles
-found with :func:`.classify.find_subrects` (horizontal runs merged across rows, all vectorised). When the
-result would be larger than Raw (photos, noise), a Raw rectangle is sent instead — the client listed RRE,
-and every client accepts Raw.
+The background is the most common colour of the rectangle (of a sample of it, for big ones); the other
+pixels are covered by rectangles found with :func:`.classify.find_subrects` (horizontal runs merged across
+rows, all vectorised). When the result would be larger than Raw (photos, noise), a Raw rectangle is sent
+instead — the client listed RRE, and every client accepts Raw.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from ..protocol.constants import Encoding
 from ..protocol.messages import rect_header
 from ..region import Rect
 from .base import EncodeJob, Encoder
-from .classify import PixelLayout, Values, chain_lower_bound, client_values, find_subrects, layout_for, tile_colours
+from .classify import PixelLayout, Values, chain_heads, client_values, find_subrects, layout_for, tile_colours
 from .hextile import raw_rect
 
+#: the background is the most common colour of about this many sampled pixels
+BACKGROUND_SAMPLE = 16384
 #: RRE header: number-of-subrectangles (rfbproto 7.7.3); the background PIXEL follows
 RRE_COUNT = struct.Struct(">I")
 #: RRE subrectangle after its PIXEL: x, y, width, height
@@ -50,14 +52,14 @@ def encode_rre(values: Values, layout: PixelLayout) -> bytes | None:
     bpp = layout.bpp
     raw_size = h * w * bpp
     record = bpp + RRE_SUBRECT.itemsize
-    # photos and noise: even if half the runs were background, the subrectangles would outweigh Raw
-    if (int(chain_lower_bound(values.reshape(1, h, w))[0]) // 2) * record >= raw_size:
+    # the background: the most common colour of a sample (sorting a whole big rectangle would cost more than
+    # the rest of the encode; any background gives a correct encoding)
+    flat = values.reshape(-1)
+    bg = tile_colours(flat[:: max(1, flat.size // BACKGROUND_SAMPLE)].reshape(1, -1), None).bg
+    # photos and noise: a rectangle must start at every chain head of another colour than the background
+    need = int(np.count_nonzero(chain_heads(values.reshape(1, h, w)) & (values != bg[0])))
+    if 4 + bpp + need * record >= raw_size:
         return None
-    stats = tile_colours(values.reshape(1, -1), None)
-    # at least one subrectangle per non-background colour: give up early on photos and noise
-    if 4 + bpp + (int(stats.ncolours[0]) - 1) * record >= raw_size:
-        return None
-    bg = stats.bg
     sub = find_subrects(values.reshape(1, h, w), bg)
     n = len(sub)
     if 4 + bpp + n * record >= raw_size:
