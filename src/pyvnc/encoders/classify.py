@@ -113,10 +113,12 @@ def with_sentinel(values: Values, layout: PixelLayout) -> tuple[Values, int]:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """A rectangle cut into ``size``×``size`` tiles, left to right then top to bottom.
+    """A rectangle cut into ``size``×``size`` tiles, left to right then top to bottom (from
+    :func:`gather_tiles`: only the tiles asked for, in that order, so :meth:`origin` does not apply).
 
     ``tiles`` is (N, size, size); pixels of partial edge tiles outside the rectangle hold ``sentinel`` and
-    are False in ``valid`` (``valid`` is None when every tile is whole).
+    are False in ``valid`` (``valid`` is None when every tile is whole); ``tw`` and ``th`` belong to the
+    tiles held.
     """
 
     tiles: Values

@@ -1,8 +1,10 @@
 """Hextile encoding (rfbproto 7.7.4): 16×16 tiles, each raw or a background plus subrectangles.
 
-The whole rectangle is analysed at once (:mod:`.classify`): every tile's background (its most common
-colour), colour count and subrectangles come from batched numpy calls. Per tile the encoder picks the
-smallest of
+Tiles are analysed in batches (:mod:`.classify`). Where at least half the tiles could be one colour, those
+that are come out of one comparison pass over the pixels and only the others are cut out; photo-like
+rectangles are cut into tiles whole. Every analysed tile's background (its most common colour: a colour
+covering over half the tile, else found by sorting), colour count and subrectangles come from batched numpy
+calls. Per tile the encoder picks the smallest of
 
 - solid background (subencoding 0 or BackgroundSpecified),
 - background + subrectangles of one foreground colour (AnySubrects, ForegroundSpecified when needed),

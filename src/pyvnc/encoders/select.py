@@ -96,7 +96,12 @@ def content_kind(job: EncodeJob, rect: Rect) -> Kind:
     """Whether ``rect`` is a few-colour (long runs) or many-colour (short runs) area."""
     values = client_values(job, rect)
     runs = rect.h + int(np.count_nonzero(values[:, 1:] != values[:, :-1]))
-    return Kind.MANY if runs * MANY_RUN_DIVISOR > rect.area else Kind.FEW
+    return Kind.MANY if _short_runs(runs, rect.area) else Kind.FEW
+
+
+def _short_runs(runs: int, pixels: int) -> bool:
+    """Whether ``runs`` horizontal runs over ``pixels`` pixels make content photo-like."""
+    return runs * MANY_RUN_DIVISOR > pixels
 
 
 #: encodings without state between rectangles: a big update can be split across cores
@@ -299,7 +304,7 @@ def _busy(job: EncodeJob) -> bool:
         words = job.frame[r.y : r.bottom : 16, r.x : r.right].view(np.uint32)[..., 0]
         runs += words.shape[0] + int(np.count_nonzero(words[:, 1:] != words[:, :-1]))
         pixels += words.size
-    return runs * MANY_RUN_DIVISOR > pixels
+    return _short_runs(runs, pixels)
 
 
 def _position(rect: Rect) -> tuple[int, int]:

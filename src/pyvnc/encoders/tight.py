@@ -244,7 +244,7 @@ class _Palette:
 @dataclass
 class _Full:
     change: float  # estimated fraction of pixels that differ from their right-hand neighbour
-    rough: float  # estimated fraction of neighbouring pixel pairs that differ much (jpegutil.is_rough)
+    rough: float  # estimated fraction of neighbouring pixel pairs that differ much (jpegutil.rough_share)
 
 
 _Kind = _Solid | _Palette | _Full
