@@ -71,7 +71,7 @@ ENCODINGS: dict[str, tuple[int, int | None]] = {
     "tight-jpeg6": (TIGHT, 6),
     "tight-jpeg8": (TIGHT, 8),
 }
-DEFAULT_ENCODINGS = ("raw", "hextile", "zlib", "zrle", "tight", "tight-jpeg6", "tight-jpeg8")
+DEFAULT_ENCODINGS = ("raw", "rre", "hextile", "zlib", "zrle", "tight", "tight-jpeg6", "tight-jpeg8")
 ENCODING_NAMES = {RAW: "Raw", 1: "CopyRect", RRE: "RRE", HEXTILE: "Hextile", ZLIB: "Zlib", TIGHT: "Tight", ZRLE: "ZRLE"}
 
 #: 32 bpp, depth 24, little-endian, true colour, maxima 255, shifts red 16, green 8, blue 0

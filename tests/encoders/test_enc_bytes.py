@@ -13,6 +13,7 @@ from refdecoders import RefDecoder
 from pyvnc.encoders.base import EncodeJob, Encoder
 from pyvnc.encoders.classify import layout_for
 from pyvnc.encoders.hextile import HextileEncoder
+from pyvnc.encoders.raw import RawEncoder
 from pyvnc.encoders.rre import RREEncoder
 from pyvnc.encoders.zlibenc import ISAL, ZlibEncoder, ZlibStream
 from pyvnc.encoders.zrle import ZRLEEncoder, pack_indices, zrle_data
@@ -118,6 +119,44 @@ def test_rre_background_and_one_subrect() -> None:
 
 def test_rre_solid() -> None:
     assert encode_one(RREEncoder(), filled(40, 70, B)) == header(0, 0, 70, 40, 2) + b"\0\0\0\0" + px(B)
+
+
+def test_rre_big_noise_is_the_raw_rectangle() -> None:
+    """Decided from sampled row pairs: a tall noisy rectangle goes as exactly what the Raw encoder sends."""
+    rgb = np.random.default_rng(5).integers(0, 256, (130, 90, 3), dtype=np.uint8)
+    job = EncodeJob(frame_of(rgb), (Rect(0, 0, 90, 130),), NOVNC_PF)
+    assert RREEncoder().encode(job) == RawEncoder().encode(job)
+
+
+@pytest.mark.parametrize("busy_rows", ["sampled", "unsampled"])
+def test_rre_rows_the_sample_misjudges(busy_rows: str) -> None:
+    """Noise only on the rows the pair sample reads (so it guesses Raw), or only on the others (so it guesses
+    RRE): either way the rectangle decodes exactly and is no larger than Raw."""
+    h, w = 160, 96
+    rgb = filled(h, w, A)
+    rgb[40:60, 10:30] = B
+    sampled = np.zeros(h, dtype=bool)
+    sampled[0::16] = sampled[1::16] = True
+    rows = sampled if busy_rows == "sampled" else ~sampled
+    noise = np.random.default_rng(6).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    rgb[rows] = noise[rows]
+    out = encode_one(RREEncoder(), rgb)
+    assert len(out) <= 12 + h * w * 4
+    dec = RefDecoder(NOVNC_PF, w, h)
+    dec.decode(out)
+    np.testing.assert_array_equal(dec.fb, rgb)
+
+
+def test_rre_tall_text_uses_the_sampled_background() -> None:
+    rng = np.random.default_rng(7)
+    frame = synthetic(rng, 200, 150, "text")
+    out = RREEncoder().encode(EncodeJob(frame, (Rect(0, 0, 150, 200),), NOVNC_PF))
+    assert struct.unpack_from(">I", out[0], 8)[0] == 2  # RRE, not Raw
+    dec = RefDecoder(NOVNC_PF, 150, 200)
+    dec.decode(out[0])
+    np.testing.assert_array_equal(dec.fb, frame[:, :, 2::-1])
+    colours, counts = np.unique(frame[:, :, 2::-1].reshape(-1, 3), axis=0, return_counts=True)
+    assert out[0][16:20] == px(tuple(colours[counts.argmax()]))  # the text's background colour
 
 
 @pytest.mark.parametrize("encoder", [RREEncoder, HextileEncoder])

@@ -316,9 +316,9 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
         edges = np.diff(col, prepend=np.int8(0), append=np.int8(0))
         rs = np.flatnonzero(edges == 1)
         re = np.flatnonzero(edges == -1)
-        height = np.ones(col.size, dtype=np.intp)
+        height: NDArray[np.int32] = np.ones(col.size, dtype=np.int32)  # heights fit: h < 2**31
         height[rs - 1] += re - rs
-        h = height[tile * (hgt * wid) + x * hgt + y]
+        h = height[tile * (hgt * wid) + x * hgt + y].astype(np.intp)
     return Subrects(
         tile=tile,
         x=x,

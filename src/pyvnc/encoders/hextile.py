@@ -58,7 +58,8 @@ SUBRECTS_COLOURED = 16
 
 def raw_rect(rect: Rect, values: Values, layout: PixelLayout) -> bytes:
     """A Raw rectangle (rfbproto 7.7.1) from pixel values: the fallback when an encoding would be bigger."""
-    return rect_header(*rect, Encoding.RAW) + layout.pixel_bytes(values).tobytes()
+    # header and pixels joined in one copy
+    return b"".join((rect_header(*rect, Encoding.RAW), layout.pixel_bytes(values).data))
 
 
 class HextileEncoder(Encoder):
