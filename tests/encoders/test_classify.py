@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 
 from pyvnc.encoders.classify import (
+    above_equal,
     chain_heads,
+    chain_lower_bound,
+    count_true,
     distinct,
     find_subrects,
     gather_tiles,
     layout_for,
+    left_differs,
     solid_tiles,
     split_tiles,
     top_rows_constant,
@@ -89,3 +93,39 @@ def test_chain_heads_bound_the_subrectangles(seed: int) -> None:
         need = int(np.count_nonzero(heads & (values != bg)))
         found = len(find_subrects(values.reshape(1, 40, 70), np.array([bg], np.uint32)))
         assert 0 < need <= found, (bg, need, found)
+
+
+@pytest.mark.parametrize("k", [0, 3, 8, 240, 256, 2040, 2048, 4096, 8 * 509])
+def test_count_true_counts_like_count_nonzero(k: int) -> None:
+    """8 flags at a time in byte counters: an all-True row is the case where a counter could overflow."""
+    rng = np.random.default_rng(k)
+    for flags in (rng.random((6, k)) < 0.6, np.ones((3, k), dtype=bool), np.zeros((2, k), dtype=bool)):
+        assert np.array_equal(count_true(flags), np.count_nonzero(flags, axis=1))
+    assert np.array_equal(count_true(np.ones((4, k), dtype=bool)[:, ::-1]), [k] * 4)  # a view that is not contiguous
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 16), (1, 5, 7), (4, 1, 9), (2, 6, 1)])
+def test_neighbour_flags_of_tiles(shape: tuple[int, int, int]) -> None:
+    """left_differs and above_equal work on the flat buffer; no flag may come from the tile before."""
+    tiles = np.random.default_rng(sum(shape)).integers(0, 3, shape).astype(np.uint32)
+    n, h, w = shape
+    left = left_differs(tiles)
+    above = above_equal(tiles)
+    for i in range(n):
+        for y in range(h):
+            for x in range(w):
+                assert left[i, y, x] == (x == 0 or tiles[i, y, x] != tiles[i, y, x - 1])
+                assert above[i, y, x] == (y > 0 and tiles[i, y, x] == tiles[i, y - 1, x])
+
+
+def test_chain_lower_bound_counts_the_chain_heads() -> None:
+    values = blocky(64, 48, np.uint32, 4)
+    values[np.random.default_rng(4).random(values.shape) < 0.3] = 7
+    tiles = split_tiles(values, 16, layout_for(NATIVE)).tiles
+    heads = chain_heads(tiles)
+    for i, y, x in np.ndindex(*tiles.shape):
+        t = tiles[i]
+        starts = x == 0 or t[y, x] != t[y, x - 1]
+        above_starts = y > 0 and (x == 0 or t[y - 1, x] != t[y - 1, x - 1]) and t[y, x] == t[y - 1, x]
+        assert heads[i, y, x] == (starts and not above_starts)
+    assert np.array_equal(chain_lower_bound(tiles), heads.reshape(len(tiles), -1).sum(axis=1))

@@ -284,25 +284,30 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     if valid is not None:
         fg &= valid
     # a run starts where the colour differs from its left neighbour and ends where it differs from its right
-    change = tiles[:, :, 1:] != tiles[:, :, :-1]
-    start = fg.copy()
-    start[:, :, 1:] &= change
+    change = left_differs(tiles)
+    start = fg & change
     end = fg
-    end[:, :, :-1] &= change
+    end.reshape(-1)[:-1] &= change.reshape(-1)[1:]  # the right neighbour differs (the last column always ends)
     s = np.flatnonzero(start)
     e = np.flatnonzero(end)
     # the end column of every run, stored at its start pixel (in the narrowest type that holds a column)
     small = np.int8 if wid <= 127 else np.int16 if wid <= 32767 else np.int32
+    # tiles of 16 or 64: powers of two, so columns and rows come from masks and shifts instead of divisions
+    pow2 = wid & (wid - 1) == 0 and hgt & (hgt - 1) == 0
     endx = np.zeros(tiles.shape, dtype=small)
-    endx.reshape(-1)[s] = e % wid
+    endx.reshape(-1)[s] = e & (wid - 1) if pow2 else e % wid
     # a run continues the one right above it when both start and end columns and the colour agree
     cont = np.zeros(tiles.shape, dtype=np.bool_)
     np.logical_and(start[:, 1:, :], start[:, :-1, :], out=cont[:, 1:, :])
     cont[:, 1:, :] &= endx[:, 1:, :] == endx[:, :-1, :]
     cont[:, 1:, :] &= tiles[:, 1:, :] == tiles[:, :-1, :]
     heads = np.flatnonzero(start & ~cont)
-    tile, rem = np.divmod(heads, hgt * wid)
-    y, x = np.divmod(rem, wid)
+    if pow2:
+        xbits, ybits = wid.bit_length() - 1, hgt.bit_length() - 1
+        tile, y, x = heads >> (xbits + ybits), (heads >> xbits) & (hgt - 1), heads & (wid - 1)
+    else:
+        tile, rem = np.divmod(heads, hgt * wid)
+        y, x = np.divmod(rem, wid)
     if hgt <= 64:
         # heights of small tiles: the continuing runs below every pixel, one row at a time from the bottom
         below = np.zeros(tiles.shape, dtype=np.int8)
@@ -329,11 +334,26 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     )
 
 
+def count_true(b: Bools) -> Index:
+    """The True values of each row of a 2-D boolean array: ``np.count_nonzero(b, axis=1)``, about three
+    times faster. The booleans are summed 8 at a time as 64-bit words, each byte a counter of its own (no
+    byte can carry into the next: at most 255 words are summed at once), then the 8 byte counters added."""
+    n, k = b.shape
+    words = k // 8
+    # the fewest equal chunks of at most 255 words
+    chunks = next((c for c in range(-(-words // 255), words + 1) if words % c == 0), 1) if words else 1
+    if k % 8 or not words or not b.flags.c_contiguous:
+        result: Index = np.count_nonzero(b, axis=1)
+        return result
+    lanes = b.view(np.uint64).reshape(n, chunks, words // chunks).sum(axis=2, dtype=np.uint64)
+    counts: Index = lanes.view(np.uint8).reshape(n, chunks * 8).sum(axis=1, dtype=np.intp)
+    return counts
+
+
 def chain_heads(tiles: Values) -> Bools:
     """The pixels of (N, H, W) ``tiles`` that start a horizontal run and do not sit right below the start of
     a run of their own colour: every single-colour rectangle cover needs a rectangle starting at each."""
-    run_start = np.ones(tiles.shape, dtype=np.bool_)
-    np.not_equal(tiles[:, :, 1:], tiles[:, :, :-1], out=run_start[:, :, 1:])
+    run_start = left_differs(tiles)
     heads = run_start.copy()
     heads[:, 1:, :] &= ~(run_start[:, :-1, :] & (tiles[:, 1:, :] == tiles[:, :-1, :]))
     return heads
@@ -343,8 +363,36 @@ def chain_lower_bound(tiles: Values) -> Index:
     """A lower bound of the single-colour rectangles (background included) each tile of (N, H, W) needs: its
     :func:`chain_heads`, counted. Cheap elementwise passes that tell busy tiles (photos, noise) from flat ones.
     """
-    result: Index = np.count_nonzero(chain_heads(tiles).reshape(tiles.shape[0], -1), axis=1)
-    return result
+    n, _, wid = tiles.shape
+    run_start = left_differs(tiles)
+    # the run starts that are no chain heads: below a run start of their own colour
+    below_start = above_equal(tiles)
+    below_start &= run_start
+    below_start.reshape(-1)[wid:] &= run_start.reshape(-1)[:-wid]
+    return count_true(run_start.reshape(n, -1)) - count_true(below_start.reshape(n, -1))
+
+
+def left_differs(tiles: Values) -> Bools:
+    """For (N, H, W) ``tiles``: whether each pixel differs from its left neighbour (True in column 0).
+
+    Computed over the flat buffer (one long comparison, then column 0 set), which numpy runs several times
+    faster than the same comparison row by row over tile rows of W - 1 pixels."""
+    out = np.empty(tiles.shape, dtype=np.bool_)
+    flat = tiles.reshape(-1)
+    np.not_equal(flat[1:], flat[:-1], out=out.reshape(-1)[1:])
+    out[:, :, 0] = True
+    return out
+
+
+def above_equal(tiles: Values) -> Bools:
+    """For (N, H, W) ``tiles``: whether each pixel equals the one right above it (False in row 0), over the
+    flat buffer as :func:`left_differs`."""
+    wid = tiles.shape[2]
+    out = np.empty(tiles.shape, dtype=np.bool_)
+    flat = tiles.reshape(-1)
+    np.equal(flat[wid:], flat[:-wid], out=out.reshape(-1)[wid:])
+    out[:, 0, :] = False
+    return out
 
 
 def group_rank(groups: Index) -> Index:

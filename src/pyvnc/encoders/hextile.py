@@ -27,6 +27,7 @@ from ..protocol.messages import rect_header
 from ..region import Rect
 from .base import EncodeJob, Encoder
 from .classify import (
+    U8,
     Bools,
     Index,
     PixelLayout,
@@ -35,6 +36,7 @@ from .classify import (
     Values,
     chain_lower_bound,
     client_values,
+    count_true,
     find_subrects,
     gather_tiles,
     group_rank,
@@ -70,10 +72,11 @@ class HextileEncoder(Encoder):
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         layout = layout_for(job.pixel_format)
         values = client_values(job, rect)
-        body = encode_hextile(values, layout)
-        if body is None or len(body) >= rect.area * layout.bpp:
+        header = rect_header(*rect, Encoding.HEXTILE)
+        data = encode_hextile(values, layout, header)
+        if data is None or len(data) - len(header) >= rect.area * layout.bpp:
             return [raw_rect(rect, values, layout)]
-        return [rect_header(*rect, Encoding.HEXTILE) + body]
+        return [data]
 
     def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """The first tile specifies the background; every later tile is subencoding 0 (the same background)."""
@@ -83,8 +86,9 @@ class HextileEncoder(Encoder):
         return [rect_header(*rect, Encoding.HEXTILE) + body]
 
 
-def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
-    """The Hextile data of (h, w) pixel values, or None when every tile would be Raw."""
+def encode_hextile(values: Values, layout: PixelLayout, header: bytes = b"") -> bytes | None:
+    """``header`` and the Hextile data of (h, w) pixel values in one buffer, or None when every tile would
+    be Raw."""
     bpp = layout.bpp
     h, w = values.shape
     ntx = -(-w // TILE)
@@ -150,12 +154,12 @@ def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
         np.intp
     )
 
-    # --- the non-Raw tiles, assembled in one buffer -------------------------------------------------------
-    nr_size = np.where(is_raw, 0, size)
-    nr_off = np.zeros(n + 1, dtype=np.intp)
-    np.cumsum(nr_size, out=nr_off[1:])
-    out = np.empty(int(nr_off[-1]), dtype=np.uint8)
-    off = nr_off[:-1]
+    # --- every tile assembled in one buffer, at its final offset behind ``header`` ------------------------
+    off = np.zeros(n + 1, dtype=np.intp)
+    np.cumsum(size, out=off[1:])
+    off += len(header)
+    out = np.empty(int(off[-1]), dtype=np.uint8)
+    out[: len(header)] = np.frombuffer(header, dtype=np.uint8)
     idx = np.flatnonzero(nonraw)
     mask = (
         bg_spec * BACKGROUND_SPECIFIED
@@ -164,7 +168,7 @@ def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
         + coloured * SUBRECTS_COLOURED
     )
     out[off[idx]] = mask[idx]
-    pos = off + 1
+    pos = off[:-1] + 1
     i = np.flatnonzero(bg_spec)
     scatter_bytes(out, pos[i], layout.pixel_bytes(bg[i]))
     pos = pos + bg_spec * bpp
@@ -185,35 +189,42 @@ def encode_hextile(values: Values, layout: PixelLayout) -> bytes | None:
     out[base] = (sub.x[keep] << 4) | sub.y[keep]
     out[base + 1] = ((sub.w[keep] - 1) << 4) | (sub.h[keep] - 1)
 
-    # --- splice in the Raw tiles (every one of them was analysed, so it is in grid.tiles) ---------------------
     raw_idx = np.flatnonzero(is_raw)
-    if raw_idx.size == 0:
-        return out.tobytes()
+    if raw_idx.size:
+        _write_raw_tiles(out, off, raw_idx, ns, grid, layout, tile_w, tile_h)
+    return out.tobytes()
+
+
+def _write_raw_tiles(
+    out: U8, off: Index, raw_idx: Index, ns: Index, grid: TileGrid, layout: PixelLayout, tile_w: Index, tile_h: Index
+) -> None:
+    """Write the Raw tiles ``raw_idx`` (every one of them was analysed, so it is in ``grid``) at their offsets
+    ``off`` in ``out``: each run of whole tiles that follow one another both on screen and in the grid is
+    one (k, 1 + tile bytes) block copy, so photographs take a few dozen copies rather than one per tile."""
+    bpp = layout.bpp
     t = grid.tiles
-    in_grid = np.empty(n, dtype=np.intp)
+    in_grid = np.empty(int(ns.max()) + 1 if ns.size else 0, dtype=np.intp)
     in_grid[ns] = np.arange(ns.size)
-    # full tiles are contiguous in the tile-major array: slice their bytes straight out of it
-    tile_bytes = TILE * TILE * bpp
-    mv_all = layout.pixel_bytes(t).reshape(-1).data
-    partial = (tile_w != TILE) | (tile_h != TILE)
-    nonraw_bytes = out.tobytes()
-    mv_nr = memoryview(nonraw_bytes)
-    cuts = nr_off[raw_idx].tolist()
-    chunks: list[bytes | memoryview] = []
-    prev_cut = 0
-    raw_marker = bytes([RAW])
-    for ti, gi, cut in zip(raw_idx.tolist(), in_grid[raw_idx].tolist(), cuts, strict=True):
-        if cut > prev_cut:
-            chunks.append(mv_nr[prev_cut:cut])
-            prev_cut = cut
-        chunks.append(raw_marker)
-        if partial[ti]:
-            chunks.append(layout.pixel_bytes(t[gi, : tile_h[ti], : tile_w[ti]]).tobytes())
-        else:
-            chunks.append(mv_all[gi * tile_bytes : (gi + 1) * tile_bytes])
-    if prev_cut < len(nonraw_bytes):
-        chunks.append(mv_nr[prev_cut:])
-    return b"".join(chunks)
+    gi = in_grid[raw_idx]
+    whole = (tile_w[raw_idx] == TILE) & (tile_h[raw_idx] == TILE)
+    # a run breaks where the next Raw tile is not the next tile on screen or in the grid, or is partial
+    brk = np.ones(raw_idx.size, dtype=np.bool_)
+    brk[1:] = (raw_idx[1:] != raw_idx[:-1] + 1) | (gi[1:] != gi[:-1] + 1) | ~whole[1:] | ~whole[:-1]
+    starts = np.flatnonzero(brk)
+    ends = np.append(starts[1:], raw_idx.size)
+    record = 1 + TILE * TILE * bpp
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        ti, g = int(raw_idx[a]), int(gi[a])
+        at = int(off[ti])
+        if not whole[a]:
+            w, h = int(tile_w[ti]), int(tile_h[ti])
+            out[at] = RAW
+            out[at + 1 : at + 1 + w * h * bpp] = layout.pixel_bytes(t[g, :h, :w]).reshape(-1)
+            continue
+        k = b - a
+        block = out[at : at + k * record].reshape(k, record)
+        block[:, 0] = RAW
+        block[:, 1:] = layout.pixel_bytes(t[g : g + k]).reshape(k, record - 1)
 
 
 @dataclass(frozen=True)
@@ -249,23 +260,28 @@ def _analyse(grid: TileGrid, bpp: int) -> _Analysis:
     c1 = flat[np.arange(n), np.argmin(is_c0, axis=1)]
     is_c1 = flat == c1[:, None]
     two = (is_c0 | is_c1).all(axis=1)
-    n0 = np.count_nonzero(is_c0, axis=1)
-    n1 = np.count_nonzero(is_c1, axis=1)
+    n0 = count_true(is_c0)
+    n1 = count_true(is_c1)
     if valid is not None:
         n0 -= TILE * TILE - npx
     solid = two & (c0 == c1)
+    majority = 2 * np.maximum(n0, n1) > npx
     # Busy tiles (photos, noise) go Raw without further analysis: a lower bound of the rectangles a tile
     # needs is its horizontal runs minus those that continue the identical run right above; allowing two
-    # background rectangles a row, coloured subrectangles would not beat Raw.
-    chains = chain_lower_bound(t)
-    busy = ~two & ((chains - 2 * grid.th) * (bpp + 2) >= npx * bpp)
+    # background rectangles a row, coloured subrectangles would not beat Raw. Tiles of two colours, or
+    # with one colour over half of them (text), are never busy enough to be worth the test.
+    busy = np.zeros(n, dtype=np.bool_)
+    check = np.flatnonzero(~two & ~majority)
+    if check.size:
+        whole = check.size * 2 > n  # mostly busy: the bound of every tile costs less than picking tiles
+        chains = chain_lower_bound(t)[check] if whole else chain_lower_bound(t[check])
+        busy[check] = (chains - 2 * grid.th[check]) * (bpp + 2) >= npx[check] * bpp
 
     # --- background and colour count -------------------------------------------------------------------
     bg = np.where(n0 >= n1, c0, c1)
     ncol = np.where(solid, 1, np.where(two, 2, 3)).astype(np.intp)
     # the background of a tile of more colours is its most common one: the first or second colour when
     # either covers over half the tile (text on a plain background), else found by sorting the tile
-    majority = 2 * np.maximum(n0, n1) > npx
     multi = np.flatnonzero(~two & ~busy & ~majority)
     if multi.size:
         stats = tile_colours(flat[multi], grid.sentinel if valid is not None else None)

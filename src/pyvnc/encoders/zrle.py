@@ -29,6 +29,7 @@ from .classify import (
     PixelLayout,
     Values,
     client_values,
+    count_true,
     layout_for,
     scatter_bytes,
     split_tiles,
@@ -85,17 +86,26 @@ def zrle_data(values: Values, layout: PixelLayout) -> bytes:
     padded = npx < TILE * TILE
 
     # --- statistics of every tile at once ----------------------------------------------------------------
+    # (every per-pixel flag array below is a whole tile wide, flag i about pixel i, so that count_true can
+    # count it 8 flags at a time)
     srt = np.sort(flat, axis=1)
-    new_colour = srt[:, 1:] != srt[:, :-1]
+    # new_colour[:, i]: sorted pixel i differs from sorted pixel i - 1 (False at 0)
+    new_colour = np.zeros(flat.shape, dtype=np.bool_)
+    np.not_equal(srt[:, 1:], srt[:, :-1], out=new_colour[:, 1:])
     # the padding sentinel of partial tiles counts as one colour: take it off
-    ncol = 1 + np.count_nonzero(new_colour, axis=1) - padded
-    # runs (row-major inside a tile) and single-pixel runs, for the RLE estimates
-    neq = flat[:, 1:] != flat[:, :-1]
+    ncol = 1 + count_true(new_colour) - padded
+    # runs (row-major inside a tile) and single-pixel runs, for the RLE estimates; neq[:, i]: pixel i starts
+    # a new run (False at 0)
+    neq = np.zeros(flat.shape, dtype=np.bool_)
+    np.not_equal(flat[:, 1:], flat[:, :-1], out=neq[:, 1:])
     if valid is not None:
         vf = valid.reshape(n, -1)
-        neq &= vf[:, 1:] & vf[:, :-1]
-    nruns = 1 + np.count_nonzero(neq, axis=1) + np.where(tw < TILE, th - 1, 0)
-    singles = np.count_nonzero(neq[:, 1:] & neq[:, :-1], axis=1) + neq[:, 0] + neq[:, -1]
+        neq[:, 1:] &= vf[:, 1:] & vf[:, :-1]
+    nruns = 1 + count_true(neq) + np.where(tw < TILE, th - 1, 0)
+    # a single-pixel run: a run start followed by another (the first and the last pixel count on one side)
+    single = np.zeros(flat.shape, dtype=np.bool_)
+    np.logical_and(neq[:, 2:], neq[:, 1:-1], out=single[:, 2:])
+    singles = count_true(single) + neq[:, 1] + neq[:, -1]
 
     big = np.iinfo(np.intp).max
     bits = np.where(ncol <= 2, 1, np.where(ncol <= 4, 2, 4))
@@ -109,14 +119,14 @@ def zrle_data(values: Values, layout: PixelLayout) -> bytes:
 
     # --- palettes of the palette tiles (solid, packed, palette RLE): sorted distinct colours ---------------
     pal_tiles = np.flatnonzero(choice <= _PAL_RLE)
-    first = np.ones((pal_tiles.size, TILE * TILE), dtype=np.bool_)
-    first[:, 1:] = new_colour[pal_tiles]
+    first = new_colour[pal_tiles]
+    first[:, 0] = True
     ps = srt[pal_tiles]
     if valid is not None:
         first &= ps != grid.sentinel
     palette = ps[first]
     pal_start = np.zeros(n + 1, dtype=np.intp)
-    pal_start[pal_tiles + 1] = np.count_nonzero(first, axis=1)
+    pal_start[pal_tiles + 1] = count_true(first)
     np.cumsum(pal_start, out=pal_start)
     pal_cpix = layout.cpixel_bytes(palette)
 
