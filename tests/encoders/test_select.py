@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from enc_content import NOVNC_PF, bgrx_to_rgb, corpus_available, corpus_frame, rgb_to_bgrx
 from novnc_decode import decode_each_with_novnc, decode_with_novnc, novnc_available, requires_novnc
+from refdecoders import RefDecoder
 
 from pyvnc.encoders.base import EncodeJob
 from pyvnc.encoders.select import FILL_MIN_AREA, EncoderSelector, Kind, content_kind
@@ -138,7 +139,6 @@ def headers(encoded: list[bytes]) -> list[tuple[Rect, int]]:
     [
         (Encoding.RAW, None),
         (Encoding.RRE, 4 + 4),  # no subrectangles, a background PIXEL
-        (Encoding.HEXTILE, None),
         (Encoding.TIGHT, 1 + 3),  # fill control byte, one TPIXEL
         (Encoding.TIGHT_PNG, 1 + 3),
     ],
@@ -158,11 +158,29 @@ def test_fills_are_small(encoding: int, fill_size: int | None) -> None:
     by_rect = {r: data for data, (r, _) in zip(encoded, headers(encoded), strict=True)}
     for solid in parts.solids:
         data = by_rect[solid]
-        if fill_size is not None:
-            assert len(data) == 12 + fill_size
-        elif encoding == Encoding.HEXTILE:  # background specified once, then one zero byte a tile
-            tiles = -(-solid.w // 16) * -(-solid.h // 16)
-            assert data[12:] == bytes([2, 240, 238, 230, 0]) + bytes(tiles - 1)
+        assert fill_size is not None and len(data) == 12 + fill_size
+
+
+def test_hextile_finds_its_own_fills() -> None:
+    """Hextile is not searched for fills: one rectangle, in which every tile of the one-colour areas the
+    search would have carved out costs one byte (subencoding 0: the background of the tile before) but the
+    first of each area (background specified)."""
+    frame = text_on_background(600, 800)
+    sel = EncoderSelector()
+    sel.configure([Encoding.HEXTILE, Encoding.RRE])
+    used, encoded = encode_all(sel, frame, [Rect(0, 0, 800, 600)])
+    assert used == {Encoding.HEXTILE}
+    assert headers(encoded) == [(Rect(0, 0, 800, 600), Encoding.HEXTILE)]
+    dec = RefDecoder(NOVNC_PF, 800, 600)
+    dec.decode(encoded[0])
+    assert np.array_equal(dec.fb, bgrx_to_rgb(frame))
+    masks = np.array(dec.hextile_masks).reshape(-(-600 // 16), -(-800 // 16))
+    solids = split_solid(frame, Rect(0, 0, 800, 600), FILL_MIN_AREA).solids
+    assert solids
+    for r in solids:
+        inside = masks[r.y // 16 : r.bottom // 16, r.x // 16 : r.right // 16]
+        assert set(inside.reshape(-1).tolist()) <= {0, 2}  # nothing but the background
+        assert np.count_nonzero(inside) <= r.h // 16  # specified at most once a tile row
 
 
 @requires_novnc
