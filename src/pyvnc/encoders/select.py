@@ -5,7 +5,8 @@ Within the client's preference order, every updated rectangle is cut into large 
 ZRLE solid tiles) with the first encoding the client listed that can fill; the rest goes to the client's
 preferred encoding, which classifies its content itself and picks its subencodings per tile or rectangle:
 Tight sends fills, palettes, zlib or (with a quality level) JPEG; ZRLE and Hextile solid, packed palette
-and RLE tiles; RRE and Hextile fall back to Raw where that is smaller.
+and RLE tiles; RRE and Hextile fall back to Raw where that is smaller. An update that goes to Hextile as a
+whole is not cut: Hextile finds its one-colour tiles itself, as cheaply (:data:`SELF_FILLING`).
 
 Where the preferred encoding is poor at a kind of content, that kind goes to the next encoding in the
 client's list that suits it, as TigerVNC's encode manager does: a client that prefers RRE gets photo-like
