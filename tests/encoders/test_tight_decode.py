@@ -178,6 +178,22 @@ def test_tight_jpeg_keeps_30_db_on_noisy_photographs(amplitude: int) -> None:
     assert (ref.stats.get("jpeg", 0) > 0) == (amplitude == 8), ref.stats
 
 
+def test_tight_jpeg_quality_verdicts_are_not_shared_across_roughness() -> None:
+    """One rectangle: pure noise above (lossless at q6: JPEG would lose the 30 dB floor), a photograph with
+    ±10 of noise below (rough too, but JPEG keeps 32 dB). Rough strips of about the same roughness share one
+    JPEG round trip's verdict; strips this different must each get their own."""
+    photo = corpus_frame("photo")[300:556, 400:1424].copy()
+    rng = np.random.default_rng(8)
+    noisy = photo[..., :3].astype(np.int16) + rng.integers(-10, 11, photo[..., :3].shape)
+    photo[..., :3] = np.clip(noisy, 0, 255)
+    frame = np.concatenate((corpus_frame("noise")[:256, :1024], photo))
+    ref = TightReference(NATIVE, 1024, 512)
+    ref.feed(TightEncoder().encode(EncodeJob(frame, (Rect(0, 0, 1024, 512),), NATIVE, quality=6)))
+    assert np.array_equal(ref.fb[:256], frame_rgb(frame)[:256])  # the noise: exact
+    assert not ref.lossy[:256].any() and ref.lossy[256:].all()  # the noisy photograph: JPEG
+    assert psnr(ref.fb[256:], frame_rgb(frame)[256:]) >= 30
+
+
 def test_tight_jpeg_noise_decodes() -> None:
     frame = corpus_frame("noise")
     ref = TightReference(NATIVE, 1920, 1080)
