@@ -144,3 +144,54 @@ def test_palette_indices_agree_with_a_binary_search(n: int) -> None:
             assert np.array_equal(palette_indices(colours, values), np.searchsorted(colours, values))
     wide = np.sort(rng.choice(1 << 40, n, replace=False)).astype(np.uint64)  # no hash: a binary search
     assert np.array_equal(palette_indices(wide, wide[::-1]), np.arange(n)[::-1])
+
+
+def _cover(tiles: np.ndarray, bg: np.ndarray, valid: np.ndarray | None = None) -> int:
+    """find_subrects' rectangles, checked: one colour each, and with the background they give every pixel."""
+    sub = find_subrects(tiles, bg, valid)
+    out = np.repeat(bg, tiles[0].size).reshape(tiles.shape)
+    for t, x, y, w, h, c in zip(sub.tile, sub.x, sub.y, sub.w, sub.h, sub.colour, strict=True):
+        assert w >= 1 and h >= 1 and (tiles[t, y : y + h, x : x + w] == c).all()
+        out[t, y : y + h, x : x + w] = c
+    real = np.ones(tiles.shape, dtype=bool) if valid is None else valid
+    assert np.array_equal(out[real], tiles[real])
+    has_fg = ((tiles != bg[:, None, None]) & real).any(axis=(1, 2))
+    assert np.array_equal(np.bincount(sub.tile, minlength=len(tiles)) > 0, has_fg)
+    return len(sub)
+
+
+def test_subrectangles_continue_across_a_wider_run_of_their_colour() -> None:
+    """The stem of a "+" is one rectangle through its bar; two bars make a chain of joins; a stem two pixels
+    wide whose bar covers only one of its columns cannot be joined."""
+    plus = np.zeros((16, 16), np.uint32)
+    plus[2:13, 6] = 1
+    plus[7, 2:11] = 1
+    double = np.zeros((16, 16), np.uint32)
+    double[2:13, 6] = 1
+    double[5, 2:11] = 1
+    double[9, 1:8] = 1
+    broken = np.zeros((16, 16), np.uint32)
+    broken[2:13, 6:8] = 1
+    broken[7, 2:7] = 1  # covers column 6, and column 7 of row 7 is background
+    broken[7, 7] = 0
+    tiles = np.stack((plus, double, broken))
+    bg = np.zeros(3, np.uint32)
+    assert _cover(tiles[:1], bg[:1]) == 2  # stem + bar
+    assert _cover(tiles[1:2], bg[:1]) == 3  # stem + two bars
+    assert _cover(tiles[2:], bg[:1]) == 3  # stem above, bar with the stem's left column, stem below
+    assert _cover(tiles, bg) == 8
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_subrectangles_cover_random_tiles_exactly(seed: int) -> None:
+    """Few colours in strokes and blocks (so that runs continue, join and cross), padded edge tiles too."""
+    rng = np.random.default_rng(seed)
+    values = blocky(50, 71, np.uint32, seed)
+    strokes = rng.random(values.shape) < 0.3
+    values[strokes] = rng.integers(0, 3, int(strokes.sum()))
+    values[::7] = 2  # bars across the strokes
+    grid = split_tiles(values, 16, layout_for(NATIVE))
+    assert grid.valid is not None
+    pairs = zip(grid.tiles, grid.valid, strict=True)
+    bg = np.array([np.bincount(t[v].astype(np.int64)).argmax() for t, v in pairs], np.uint32)
+    _cover(grid.tiles, bg, grid.valid)

@@ -326,23 +326,30 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     endx.reshape(-1)[s] = e & (wid - 1) if pow2 else e % wid
     # a run continues the one right above it when both start and end columns and the colour agree
     cont = np.zeros(tiles.shape, dtype=np.bool_)
+    same_above = tiles[:, 1:, :] == tiles[:, :-1, :]
     np.logical_and(start[:, 1:, :], start[:, :-1, :], out=cont[:, 1:, :])
     cont[:, 1:, :] &= endx[:, 1:, :] == endx[:, :-1, :]
-    cont[:, 1:, :] &= tiles[:, 1:, :] == tiles[:, :-1, :]
-    heads = np.flatnonzero(start & ~cont)
-    if pow2:
-        xbits, ybits = wid.bit_length() - 1, hgt.bit_length() - 1
-        tile, y, x = heads >> (xbits + ybits), (heads >> xbits) & (hgt - 1), heads & (wid - 1)
-    else:
-        tile, rem = np.divmod(heads, hgt * wid)
-        y, x = np.divmod(rem, wid)
+    cont[:, 1:, :] &= same_above
+    head_mask = start & ~cont
+    heads = np.flatnonzero(head_mask)
     if hgt <= 64:
         # heights of small tiles: the continuing runs below every pixel, one row at a time from the bottom
         below = np.zeros(tiles.shape, dtype=np.int8)
         for row in range(hgt - 2, -1, -1):
             np.multiply(below[:, row + 1] + np.int8(1), cont[:, row + 1], out=below[:, row])
         h = below.reshape(-1)[heads].astype(np.intp) + 1
-    else:
+        # a first run right below a wider run of its colour (the stem of a "+" below the bar) may continue the
+        # rectangle of the same columns above that run: candidates are first runs whose pixel above has
+        # their colour but starts no run
+        gapped = head_mask[:, 2:, :] & same_above[:, 1:, :] & ~start[:, 1:-1, :]
+        if gapped.any():
+            first = np.zeros(tiles.shape, dtype=np.bool_)
+            first[:, 2:, :] = gapped
+            joined = _merge_across_rows(tiles, start, cont, endx, heads, h, np.flatnonzero(first))
+            if joined.size:
+                heads, h = np.delete(heads, joined), np.delete(h, joined)
+    tile, y, x = _tile_row_column(heads, hgt, wid)
+    if hgt > 64:
         # down each column, a rectangle's first run is followed by a stretch of continuing runs (row 0 never
         # continues, so a stretch never crosses from one column into the next)
         col = np.ascontiguousarray(cont.transpose(0, 2, 1)).reshape(-1).view(np.int8)
@@ -360,6 +367,84 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
         h=h,
         colour=tiles.reshape(-1)[heads],
     )
+
+
+def _tile_row_column(pos: Index, hgt: int, wid: int) -> tuple[Index, Index, Index]:
+    """Tile, row and column of flat positions in (N, hgt, wid) tiles (shifts and masks for tiles of 16 or 64)."""
+    if wid & (wid - 1) == 0 and hgt & (hgt - 1) == 0:
+        xbits, ybits = wid.bit_length() - 1, hgt.bit_length() - 1
+        return pos >> (xbits + ybits), (pos >> xbits) & (hgt - 1), pos & (wid - 1)
+    tile, rem = np.divmod(pos, hgt * wid)
+    y, x = np.divmod(rem, wid)
+    return tile, y, x
+
+
+def _merge_across_rows(
+    tiles: Values, start: Bools, cont: Bools, endx: NDArray[np.integer], heads: Index, h: Index, cand: Index
+) -> Index:
+    """Join rectangles of the same columns and colour that one or more rows of that colour separate.
+
+    ``heads`` (flat positions of the first runs of rectangles, sorted) and their heights ``h`` come from
+    :func:`find_subrects`; ``cand`` are heads to try. A candidate B joins the rectangle A whose last run is
+    the nearest run start above B in its column when that run has B's end column and colour and every row
+    between is B's colour over B's columns: A then reaches down to B's bottom (the rows between, which wider
+    runs of the colour cover too, are painted twice, with the same colour) and B goes. ``h`` is updated in
+    place; returns the indices (into ``heads``) of the rectangles joined to others. Vectorised over the
+    candidates, which are few (the crossings of strokes in text).
+    """
+    hgt, wid = tiles.shape[1:]
+    flat = tiles.reshape(-1)
+    eflat = endx.reshape(-1)
+    ks = np.arange(hgt)
+    cy = (cand // wid) % hgt
+    # the nearest run start above each candidate, k rows up (at least 2, by the choice of candidates)
+    up = cand[:, None] - ks[None, :] * wid
+    inside = ks[None, :] <= cy[:, None]
+    starts_up = np.zeros(up.shape, dtype=np.bool_)
+    starts_up[inside] = start.reshape(-1)[up[inside]]
+    starts_up[:, 0] = False
+    k = np.argmax(starts_up, axis=1)
+    prev = cand - k * wid  # k is 0 (so prev is the candidate itself) where no run starts above
+    colour = flat[cand]
+    ok = (k > 0) & (eflat[prev] == eflat[cand]) & (flat[prev] == colour)
+    sel = np.flatnonzero(ok)
+    if sel.size:
+        # every pixel of the rows between, over the candidate's columns, must have its colour
+        width = eflat[cand[sel]].astype(np.intp) - cand[sel] % wid + 1
+        counts = (k[sel] - 1) * width
+        owner = np.repeat(np.arange(sel.size), counts)
+        offset = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        rows_up, cols = np.divmod(offset, width[owner])
+        pos = cand[sel][owner] - (rows_up + 1) * wid + cols
+        bad = np.bincount(owner[flat[pos] != colour[sel][owner]], minlength=sel.size)
+        sel = sel[bad == 0]
+    if sel.size == 0:
+        return sel
+    # the head of the rectangle whose last run is at ``prev``: up its column while runs continue
+    last = prev[sel]
+    up = last[:, None] - ks[None, :] * wid
+    inside = ks[None, :] <= ((last // wid) % hgt)[:, None]
+    continues = np.zeros(up.shape, dtype=np.bool_)
+    continues[inside] = cont.reshape(-1)[up[inside]]
+    j = np.argmin(continues, axis=1)  # the first row up that does not continue: the head
+    a = np.searchsorted(heads, last - j * wid)
+    b = np.searchsorted(heads, cand[sel])
+    # chains of joins (A above B above C): each reaches the bottom of the last, by pointer jumping over
+    # just the rectangles involved
+    local = np.union1d(a, b)
+    la, lb = np.searchsorted(local, a), np.searchsorted(local, b)
+    rows = (heads[local] // wid) % hgt
+    bottom = rows + h[local] - 1
+    succ = np.full(local.size, -1, dtype=np.intp)
+    succ[la] = lb
+    linked = np.flatnonzero(succ >= 0)
+    while linked.size:
+        nxt = succ[linked]
+        bottom[linked] = np.maximum(bottom[linked], bottom[nxt])
+        succ[linked] = succ[nxt]
+        linked = linked[succ[linked] >= 0]
+    h[local] = bottom - rows + 1
+    return b
 
 
 def count_true(b: Bools) -> Index:
