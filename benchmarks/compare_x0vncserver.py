@@ -26,6 +26,11 @@ JPEG sizes can be compared at the quality each server delivered. Notes:
 - The kernel counts CPU time in ticks of 1/CLK_TCK s (10 ms here), so a row needs a few dozen frames before
   its CPU figure means anything: with 10 frames of 5 ms the reading is off by up to 20 %. Hence 40 by default.
 
+For RRE and Hextile rows a last section puts pyvnc's encoder, in this process, on the very rectangles
+x0vncserver cut its last frame into (bands of at most 65,536 pixels): the tile grid then starts at the same
+rows for both, so the comparison is of the encoders alone (x0vncserver's bands happen to suit the terminal
+image's text lines better than one grid over the whole frame does).
+
 Every process started here is killed on the way out (normal exit, error or Ctrl-C).
 """
 
@@ -216,6 +221,8 @@ class Measurement:
     encodings: Counter[str] = field(default_factory=Counter)
     #: PSNR (dB) of the last frame as decoded, against the image shown (Tight rows; None elsewhere)
     psnr: float | None = None
+    #: (x, y, w, h, encoding) of every rectangle of the last frame
+    rects: list[tuple[int, int, int, int, int]] = field(default_factory=list)
 
     @property
     def kib_per_frame(self) -> float:
@@ -239,6 +246,8 @@ class Client:
         self.width = self.height = 0
         #: every Tight rectangle received (header included), in order, for decoding afterwards
         self.tight_rects: list[bytes] = []
+        #: (x, y, w, h, encoding) of every rectangle of the last update
+        self.last_rects: list[tuple[int, int, int, int, int]] = []
 
     @classmethod
     async def connect(cls, port: int, encodings: list[int]) -> Client:
@@ -301,10 +310,12 @@ class Client:
     async def update(self, used: Counter[str]) -> None:
         r = self.r
         (count,) = struct.unpack(">xH", await r.read(3))
+        self.last_rects = []
         for _ in range(count):
             _x, _y, w, h, enc = struct.unpack(">HHHHi", await r.read(12))
             if enc == -224:  # LastRect
                 break
+            self.last_rects.append((_x, _y, w, h, enc))
             used[ENCODING_NAMES.get(enc, str(enc))] += 1
             if enc == RAW:
                 await r.read(w * h * BPP)
@@ -403,6 +414,7 @@ async def measure(port: int, pid: int, encodings: list[int], frames: int, image:
             m.frame_bytes.append(await asyncio.wait_for(client.frame(m.encodings), 120))
         m.wall_s = time.perf_counter() - t0
         m.cpu_s = cpu_seconds(pid) - cpu0
+        m.rects = client.last_rects
     finally:
         await client.close()
     if image is not None and client.tight_rects:
@@ -528,6 +540,41 @@ def used_notes(rows: list[Row]) -> Iterator[str]:
                 yield f"  {row.image} {row.encoding}: {server} sent rectangles per frame: {per_frame}"
 
 
+def same_rects_notes(rows: list[Row]) -> Iterator[str]:
+    """For RRE and Hextile rows: pyvnc's encoder, in this process, on the very rectangles x0vncserver cut its
+    last frame into (its encode manager sends bands of at most 65,536 pixels, whose tile grids start at
+    every band's top, where pyvnc sends one rectangle with one grid). Its bytes against x0vncserver's tell
+    the encoders apart from where the tiles happen to fall."""
+    try:
+        from PIL import Image
+
+        from pyvnc.encoders.base import EncodeJob
+        from pyvnc.encoders.hextile import HextileEncoder
+        from pyvnc.encoders.rre import RREEncoder
+        from pyvnc.protocol.pixelformat import PixelFormat
+        from pyvnc.region import Rect
+    except ImportError:
+        return
+    import numpy as np
+
+    pf = PixelFormat(32, 24, False, True, 255, 255, 255, 16, 8, 0)
+    encoders = {HEXTILE: HextileEncoder, RRE: RREEncoder}
+    for row in rows:
+        encoding = ENCODINGS[row.encoding][0]
+        if encoding not in encoders or row.x0 is None or not row.x0.rects:
+            continue
+        rgb = np.asarray(Image.open(CORPUS / f"{row.image}.png").convert("RGB"))
+        frame = np.zeros((*rgb.shape[:2], 4), dtype=np.uint8)
+        frame[..., :3] = rgb[..., ::-1]
+        rects = tuple(Rect(x, y, w, h) for x, y, w, h, _ in row.x0.rects)
+        ours = 4 + sum(len(d) for d in encoders[encoding]().encode(EncodeJob(frame, rects, pf)))
+        theirs = row.x0.frame_bytes[-1]
+        yield (
+            f"  {row.image} {row.encoding}: on x0vncserver's {len(rects)} rectangles, x0vncserver {theirs / 1024:.1f}"
+            f" KiB, pyvnc's encoder {ours / 1024:.1f} KiB ({ours / theirs:.3f}; pointer not drawn)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -566,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
     if notes:
         print("\nEncodings actually sent, where not only the one asked for:")
         print("\n".join(notes))
+    same = list(same_rects_notes(rows))
+    if same:
+        print("\nThe same rectangles (x0vncserver's split of the frame) through pyvnc's encoder:")
+        print("\n".join(same))
     print(
         "\nx0vncserver paints the pointer into its framebuffer (a few bytes); it has no Zlib encoder (—). "
         "CPU is utime+stime of the whole server process over the measured frames, screen polling included."
