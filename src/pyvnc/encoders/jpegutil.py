@@ -40,6 +40,7 @@ __all__ = [
     "is_tpixel_format",
     "jpeg_psnr",
     "keeps_quality",
+    "rough_counts",
     "rough_share",
     "settings_for_level",
 ]
@@ -168,9 +169,21 @@ def rough_share(a: NDArray[np.uint32], b: NDArray[np.uint32]) -> float:
     :data:`ROUGH_STEP` in some channel."""
     if a.size == 0:
         return 0.0
-    da = np.ascontiguousarray(a, dtype="<u4").view(np.uint8).reshape(-1, 4).astype(np.int16)
-    db = np.ascontiguousarray(b, dtype="<u4").view(np.uint8).reshape(-1, 4)
-    return int(np.count_nonzero(np.abs(da - db).max(axis=1) > ROUGH_STEP)) / a.size
+    return int(rough_counts(a.reshape(1, -1), b.reshape(1, -1))[0]) / a.size
+
+
+def rough_counts(a: NDArray[np.uint32], b: NDArray[np.uint32]) -> NDArray[np.intp]:
+    """For each row of (k, n) 0x00RRGGBB values: how many pairs ``a[r, i]``, ``b[r, i]`` differ by more than
+    :data:`ROUGH_STEP` in some channel."""
+    k, n = a.shape
+    da = np.ascontiguousarray(a, dtype="<u4").view(np.uint8)
+    db = np.ascontiguousarray(b, dtype="<u4").view(np.uint8)
+    diff = np.maximum(da, db)
+    diff -= np.minimum(da, db)  # |a - b| per channel, in bytes
+    # a pair is rough when any channel differs by more than ROUGH_STEP: its 4 flags, read as one word, not 0
+    rough = (diff > ROUGH_STEP).view(np.uint32).reshape(k, n)
+    counts: NDArray[np.intp] = np.count_nonzero(rough, axis=1)
+    return counts
 
 
 def band_keeps_quality(pixels: NDArray[np.uint8], settings: JpegSettings) -> bool:
