@@ -266,17 +266,13 @@ class EncoderSelector:
 
     @staticmethod
     def _encode_with(encoder: Encoder, job: EncodeJob) -> list[bytes]:
-        """``encoder.encode(job)``, split across the cores when the encoding is stateless and the job big.
-
-        Hextile on text and flat content is the exception: its work there is many small numpy steps that
-        hold the GIL, so two threads took as long as one (1080p terminal: 10.4 against 10.7 ms) for 40 %
-        more CPU; it is split only where the content is busy (photographs: 11 against 16 ms, for no more CPU).
-        """
+        """``encoder.encode(job)``, split across the cores when the encoding is stateless, the job big and a
+        second thread makes it faster (:func:`_split_helps`)."""
         if (
             encoder.encoding in STATELESS
             and _CORES > 1
             and sum(r.area for r in job.rects) >= SPLIT_PIXELS
-            and (encoder.encoding != Encoding.HEXTILE or _busy(job))
+            and _split_helps(encoder.encoding, job)
         ):
             groups = split_rects(job.rects, _CORES)
             futures = [_pool().submit(encoder.encode, replace(job, rects=tuple(g))) for g in groups[1:]]
@@ -302,6 +298,26 @@ class EncoderSelector:
             if callable(reset):
                 reset()
         return True
+
+
+def _split_helps(encoding: int, job: EncodeJob) -> bool:
+    """Whether encoding ``job`` on two threads beats one, as measured on the 1080p corpus (wall and CPU ms):
+
+    - Raw is a copy of the frame, as fast on one thread (0.14 ms native) as on two (0.29): never split.
+    - Hextile on text and flat content is many small numpy steps that hold the GIL: two threads took as long
+      as one (terminal 7.2 against 6.8) for more CPU. On busy content they pay (desktop 9.5 against 14.3,
+      8 % more CPU): split only where the content is busy.
+    - RRE the other way round: busy content goes Raw after a sample (photograph 0.6 on one thread, 1.1 on
+      two), text pays (terminal 5.4 against 6.0): split only where it is not busy.
+    - JPEG is libjpeg-turbo, which releases the GIL: always split.
+    """
+    if encoding == Encoding.RAW:
+        return False
+    if encoding == Encoding.HEXTILE:
+        return _busy(job)
+    if encoding == Encoding.RRE:
+        return not _busy(job)
+    return True
 
 
 def _busy(job: EncodeJob) -> bool:
