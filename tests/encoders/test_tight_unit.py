@@ -190,6 +190,28 @@ def test_copy_16bpp_sends_client_pixels() -> None:
     assert out == [header(0, 0, 3, 1) + b"\x00" + b"\xf8\x00\x07\xe0\x00\x1f"]
 
 
+def test_long_runs_of_many_colours_take_the_copy_filter_and_a_gradient_the_gradient_filter() -> None:
+    """Full-colour strips: long runs (text, user interface) go with the copy filter without a trial; a
+    smooth gradient, where every pixel differs from the next, is tried and goes with the gradient filter."""
+    rng = np.random.default_rng(4)
+    colours = rng.integers(0, 256, (400, 3), dtype=np.uint8)
+    runs = colours[rng.integers(0, 400, (64, 512 // 16))]  # runs of 16 pixels, 400 colours
+    text = np.repeat(runs, 16, axis=1)
+    x = np.arange(512)[None, :, None]
+    y = np.arange(64)[:, None, None]
+    gradient = np.broadcast_to(((x + 2 * y) * np.array([1, 2, 3])) % 256, (64, 512, 3)).astype(np.uint8)
+    (out,) = encode(TightEncoder(), frame_of(np.ascontiguousarray(text)), Rect(0, 0, 512, 64))
+    assert out[12] >> 4 == 0, hex(out[12])  # stream 0, no filter byte: the copy filter
+    frame = frame_of(gradient)
+    (out,) = encode(TightEncoder(), frame, Rect(0, 0, 512, 64))
+    assert out[12] >> 4 == 0x4 | 3 and out[13] == 2, out[12:14].hex()  # stream 3, filter byte: gradient
+    # the same pixels said to have long runs are not even tried
+    ctx = TightEncoder()._context(EncodeJob(frame, (), NATIVE))
+    values = frame.view("<u4")[..., 0] & np.uint32(0xFFFFFF)
+    assert tight._trial(ctx, frame, values, 1.0) == tight.FILTER_GRADIENT
+    assert tight._trial(ctx, frame, values, 0.1) == tight.FILTER_COPY
+
+
 # --- splitting ------------------------------------------------------------------------------------------
 
 

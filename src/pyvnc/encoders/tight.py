@@ -602,7 +602,7 @@ class TightEncoder(_TightBase):
             # 2 colours: 1 bit per pixel, most significant bit leftmost, each row padded to a byte
             data = np.packbits(kind.indices, axis=1).tobytes() if n == 2 else kind.indices.tobytes()
             return self._basic(rect, STREAM_PALETTE, head, data, ctx.palette_level, True)
-        choice = _trial(ctx, pixels, values)
+        choice = _trial(ctx, pixels, values, kind.change)
         if choice == FILTER_GRADIENT:
             data = _gradient(pixels)
             return self._basic(rect, STREAM_GRADIENT, bytes((FILTER_GRADIENT,)), data, ctx.full_level, True)
@@ -643,19 +643,26 @@ def _keeps_quality(pixels: FrameArray, settings: JpegSettings, kind: _Full, verd
     return verdict
 
 
+#: full-colour strips whose pixels differ from their right-hand neighbour less often than this go with the copy
+#: filter without a trial: on such strips the few sampled rows chose the gradient filter wrongly now and then
+#: (1080p, compression level 2: lossless terminal 4.7 -> 4.1 ms and 4 % smaller, web page at q6 6.7 -> 5.6 ms
+#: and 2 % smaller; photographs and noise are never below it)
+_COPY_BELOW_CHANGE = 0.3
 #: :func:`_trial`'s answer for incompressible data
 _STORED = -1
 
 
-def _trial(ctx: _Context, pixels: FrameArray, values: NDArray[Any]) -> int:
+def _trial(ctx: _Context, pixels: FrameArray, values: NDArray[Any], change: float) -> int:
     """How to send a full-colour strip: :data:`FILTER_GRADIENT`, :data:`FILTER_COPY` or :data:`_STORED`.
 
-    Decided by deflating (level 1; ISA-L when installed, 3-4 times faster than stdlib zlib) a sample of a few
-    rows both ways: the gradient filter halves photographs but loses on text, and noise is cheapest sent
-    stored.
+    A strip of long horizontal runs (``change``, the share of pixels that differ from their right-hand
+    neighbour, below :data:`_COPY_BELOW_CHANGE`: anti-aliased text, user interface) goes with the copy
+    filter at once. Otherwise it is decided by deflating (level 1; ISA-L when installed, 3-4 times faster
+    than stdlib zlib) a sample of a few rows both ways: the gradient filter halves photographs but loses on
+    text, and noise is cheapest sent stored.
     """
     h, w = values.shape
-    if h * w < 256:
+    if h * w < 256 or change < _COPY_BELOW_CHANGE:
         return FILTER_COPY
     x0 = max(0, (w - _TRIAL_WIDTH) // 2)
     x1 = min(w, x0 + _TRIAL_WIDTH)

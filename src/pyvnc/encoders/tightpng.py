@@ -168,7 +168,7 @@ class TightPNGEncoder(_TightBase):
             )
         else:
             assert isinstance(kind, _Full)
-            choice = _trial(ctx, pixels, values)
+            choice = _trial(ctx, pixels, values, kind.change)
             if choice == FILTER_GRADIENT:
                 rows, filter_type = _sub_filter(pixels), _PNG_FILTER_SUB
             else:
