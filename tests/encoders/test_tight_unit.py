@@ -212,6 +212,20 @@ def test_long_runs_of_many_colours_take_the_copy_filter_and_a_gradient_the_gradi
     assert tight._trial(ctx, frame, values, 0.1) == tight.FILTER_COPY
 
 
+def test_under_jpeg_long_runs_of_up_to_256_colours_keep_a_palette() -> None:
+    """Text with anti-aliasing at a quality level: 150 colours in runs of 4 could never go to JPEG (too few
+    pixels differ from their neighbour), so they get a palette rather than the copy filter; the same colours
+    in runs of 2, which JPEG would take, do not."""
+    rng = np.random.default_rng(5)
+    colours = rng.integers(0, 256, (150, 3), dtype=np.uint8)
+    for run, palette in ((4, True), (2, False)):
+        idx = rng.permutation(np.resize(np.arange(150), (64, 512 // run)).ravel()).reshape(64, -1)
+        rgb = np.ascontiguousarray(np.repeat(colours[idx], run, axis=1))
+        (out,) = encode(TightEncoder(), frame_of(rgb), Rect(0, 0, 512, 64), quality=6)
+        is_palette = out[12] & 0x40 != 0 and out[13] == 1  # a filter byte follows, and it is the palette
+        assert is_palette == palette, (run, out[12:14].hex())
+
+
 # --- splitting ------------------------------------------------------------------------------------------
 
 

@@ -126,9 +126,6 @@ _ISAL_LEVELS: tuple[tuple[int, int], ...] = ((1, 1),) * 2 + ((2, 1),) * 3 + ((2,
 #: most palette colours without JPEG, and with JPEG (beyond it a strip goes to JPEG, as in TigerVNC)
 MAX_PALETTE = 256
 MAX_PALETTE_WITH_JPEG = 96
-#: a strip with up to 256 colours still uses a palette under JPEG when its average run of equal pixels is at
-#: least this long (text and UI: lossless palettes compress as well as JPEG there)
-PALETTE_RUN_WITH_JPEG = 6
 #: the colour-count pre-check looks at about this many pixels of a strip
 _SAMPLE = 1024
 #: a strip's solid left or right margin at least this wide (and the strip this big) is sent as a fill
@@ -258,7 +255,7 @@ def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kin
 
     Cost is kept low for photo-like strips by counting the colours of a sample first; only strips whose
     sample has few colours get an exact count, done over runs of equal pixels (few on screen content).
-    ``run_palette``: also accept up to 256 colours when runs are long (see :data:`PALETTE_RUN_WITH_JPEG`).
+    ``run_palette``: also accept up to 256 colours when runs are too long for the strip ever to go to JPEG.
     """
     h, w = values.shape
     flat = values.reshape(-1)
@@ -287,7 +284,10 @@ def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kin
     colours = distinct(run_values)
     n_colours = colours.size
     allowed = max_colours
-    if run_palette and n_runs * PALETTE_RUN_WITH_JPEG <= n:
+    if run_palette and n_runs < JPEG_MIN_CHANGE * n:
+        # too few pixels differ from their neighbour for JPEG ever to take the strip (text, user interface):
+        # up to 256 colours as without JPEG, rather than the copy filter (1080p terminal and web page at q6:
+        # 8 % smaller, no slower)
         allowed = MAX_PALETTE
     if n_colours > min(allowed, max(2, n // 4)):
         return _full(flat, max(1, n // _SAMPLE), n_runs / n)
