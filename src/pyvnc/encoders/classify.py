@@ -25,6 +25,9 @@ Index = NDArray[np.intp]
 U8 = NDArray[np.uint8]
 Bools = NDArray[np.bool_]
 
+#: eight True booleans read as one 64-bit word
+ALL_TRUE = np.uint64(0x0101010101010101)
+
 
 @dataclass(frozen=True)
 class PixelLayout:
@@ -219,23 +222,27 @@ def solid_tiles(values: Values, size: int) -> tuple[Bools, Values]:
     """Which ``size``×``size`` tiles of (h, w) pixel values (cut as :func:`split_tiles` cuts them) are one colour,
     and each tile's top-left pixel value: both of shape (N,), without copying the pixels into tiles.
 
-    A tile is one colour when none of its rows changes colour and its first column does not either: one
-    comparison pass over the pixels (:func:`_row_changes`). ``size`` is a multiple of 8.
+    Every pixel is compared with its tile's top-left pixel, a band of tile rows at a time (whole rows: long
+    inner loops), and the flags of each tile are AND-ed 8 at a time as 64-bit words down its rows. Padding
+    past the right edge counts as equal. ``size`` is a multiple of 8.
     """
     h, w = values.shape
     ntx = -(-w // size)
     nty = -(-h // size)
-    row_any = _row_changes(values, size)
-    # the first column of every tile, down each tile
-    first = values[:, ::size]
-    vchg = np.zeros(first.shape, dtype=np.bool_)
-    np.not_equal(first[1:], first[:-1], out=vchg[1:])
-    vchg[::size] = False  # a tile's top row is not compared with the tile above
-    row_any |= vchg
-    pad = np.zeros((nty * size, ntx), dtype=np.bool_)
-    pad[:h] = row_any
-    busy = pad.reshape(nty, size, ntx).any(axis=1).reshape(-1)
-    return ~busy, np.ascontiguousarray(values[::size, ::size]).reshape(-1)
+    first = np.ascontiguousarray(values[::size, ::size])
+    solid = np.empty((nty, ntx), dtype=np.bool_)
+    words_per_tile = size // 8
+    for y0, rows in ((0, h - h % size), (h - h % size, h % size)):  # whole tile rows, then a partial one
+        if rows == 0:
+            continue
+        bands = -(-rows // size)
+        band_h = min(size, rows)
+        ref = np.repeat(first[y0 // size : y0 // size + bands], size, axis=1)[:, :w]
+        eq = np.ones((bands, band_h, ntx * size), dtype=np.bool_)
+        np.equal(values[y0 : y0 + rows].reshape(bands, band_h, w), ref[:, None, :], out=eq[:, :, :w])
+        down = np.bitwise_and.reduce(eq.view(np.uint64), axis=1)  # (bands, ntx * words_per_tile)
+        solid[y0 // size : y0 // size + bands] = (down.reshape(bands, ntx, words_per_tile) == ALL_TRUE).all(axis=2)
+    return solid.reshape(-1), first.reshape(-1)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from ..capture.base import FrameArray
 from ..region import Rect
+from .classify import ALL_TRUE
 
 #: side of the search blocks, in pixels
 BLOCK = 16
@@ -28,8 +29,6 @@ BLOCK = 16
 MIN_SOLID_AREA = 2048
 #: rectangles smaller than this are not searched at all
 MIN_SEARCH_AREA = 2 * MIN_SOLID_AREA
-#: eight True booleans read as one 64-bit word
-_ALL_TRUE = np.uint64(0x0101010101010101)
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ def _block_keys(frame: FrameArray, rect: Rect) -> NDArray[np.int64]:
     # all() over the rows of each block, then over its columns, 8 booleans at a time: AND-ed as 64-bit words
     # down the block rows, a block is one colour when its two words are all ones
     words_down = np.bitwise_and.reduce(same.view(np.uint64), axis=1)
-    solid = (words_down.reshape(bh, bw, BLOCK // 8) == _ALL_TRUE).all(axis=2)
+    solid = (words_down.reshape(bh, bw, BLOCK // 8) == ALL_TRUE).all(axis=2)
     colours = (first & np.uint32(0xFFFFFF)).astype(np.int64)
     return np.where(solid, colours, np.int64(-1))
 
@@ -65,7 +64,7 @@ def _top_rows_constant(frame: FrameArray, rect: Rect) -> int:
     bh, bw = rect.h // BLOCK, rect.w // BLOCK
     top = frame[rect.y : rect.y + bh * BLOCK : BLOCK, rect.x : rect.x + bw * BLOCK].view(np.uint32)[..., 0]
     same = top == np.repeat(top[:, ::BLOCK], BLOCK, axis=1)
-    return int(np.count_nonzero((same.view(np.uint64).reshape(bh, bw, BLOCK // 8) == _ALL_TRUE).all(axis=2)))
+    return int(np.count_nonzero((same.view(np.uint64).reshape(bh, bw, BLOCK // 8) == ALL_TRUE).all(axis=2)))
 
 
 def _heights(keys: NDArray[np.int64]) -> NDArray[np.intp]:
