@@ -178,19 +178,23 @@ def split_tiles(values: Values, size: int, layout: PixelLayout) -> TileGrid:
     nty = -(-h // size)
     valid: Bools | None = None
     sentinel = 0
-    if h % size or w % size:
-        values, sentinel = with_sentinel(values, layout)
-        padded = np.full((nty * size, ntx * size), sentinel, dtype=values.dtype)
-        padded[:h, :w] = values
-        mask = np.zeros((nty * size, ntx * size), dtype=np.bool_)
-        mask[:h, :w] = True
-        valid = np.ascontiguousarray(mask.reshape(nty, size, ntx, size).transpose(0, 2, 1, 3).reshape(-1, size, size))
-        values = padded
-    tiles = np.ascontiguousarray(values.reshape(nty, size, ntx, size).transpose(0, 2, 1, 3).reshape(-1, size, size))
     col_w = np.minimum(size, w - np.arange(ntx) * size)
     row_h = np.minimum(size, h - np.arange(nty) * size)
     tw = np.tile(col_w, nty).astype(np.intp)
     th = np.repeat(row_h, ntx).astype(np.intp)
+    if h % size or w % size:
+        values, sentinel = with_sentinel(values, layout)
+        padded = np.empty((nty * size, ntx * size), dtype=values.dtype)
+        padded[:h, :w] = values
+        padded[h:] = sentinel  # only the padding is filled
+        padded[:h, w:] = sentinel
+        # only the partial tiles (the last row and column) have padding to mask out
+        valid = np.ones((nty * ntx, size, size), dtype=np.bool_)
+        part = np.flatnonzero((tw < size) | (th < size))
+        ramp = np.arange(size)
+        valid[part] = (ramp[None, :, None] < th[part, None, None]) & (ramp[None, None, :] < tw[part, None, None])
+        values = padded
+    tiles = np.ascontiguousarray(values.reshape(nty, size, ntx, size).transpose(0, 2, 1, 3).reshape(-1, size, size))
     return TileGrid(tiles, valid, sentinel, size, ntx, nty, tw, th)
 
 
@@ -573,6 +577,9 @@ def gather_tiles(values: Values, idx: Index, size: int, layout: PixelLayout) -> 
         strip[:, : w - full_x * size] = values[: full_y * size, full_x * size :]
         r_idx = np.flatnonzero(right)
         tiles[r_idx] = strip.reshape(full_y, size, size)[ty[r_idx]]
+    # only the partial tiles (a row and a column at most) have padding to mask out
+    valid = np.ones(tiles.shape, dtype=np.bool_)
+    part = np.flatnonzero(~whole)
     ramp = np.arange(size)
-    valid = (ramp[None, :, None] < row_h[:, None, None]) & (ramp[None, None, :] < col_w[:, None, None])
+    valid[part] = (ramp[None, :, None] < row_h[part, None, None]) & (ramp[None, None, :] < col_w[part, None, None])
     return TileGrid(tiles, valid, sentinel, size, ntx, nty, col_w, row_h)
