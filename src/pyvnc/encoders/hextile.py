@@ -296,7 +296,10 @@ def _analyse(grid: TileGrid, bpp: int) -> _Analysis:
     is_raw |= (ncol > 1) & (lower >= raw_size)
     cand = np.flatnonzero((ncol > 1) & ~is_raw)
     if cand.size:
-        sub = find_subrects(t[cand], bg[cand], valid[cand] if valid is not None else None)
+        if cand.size == n:  # every tile (text): no copy of the grid
+            sub = find_subrects(t, bg, valid)
+        else:
+            sub = find_subrects(t[cand], bg[cand], valid[cand] if valid is not None else None)
         sub = Subrects(cand[sub.tile], sub.x, sub.y, sub.w, sub.h, sub.colour)
     else:
         none = np.zeros(0, dtype=np.intp)
