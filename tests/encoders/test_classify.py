@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pyvnc.encoders.base import EncodeJob
 from pyvnc.encoders.classify import (
     above_equal,
     chain_heads,
     chain_lower_bound,
+    client_values,
     count_true,
     distinct,
     find_subrects,
@@ -21,6 +23,7 @@ from pyvnc.encoders.classify import (
     top_rows_constant,
 )
 from pyvnc.protocol.pixelformat import NATIVE, PixelFormat
+from pyvnc.region import Rect
 
 RGB565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)  # every bit used: padding needs a wider type
 
@@ -195,3 +198,27 @@ def test_subrectangles_cover_random_tiles_exactly(seed: int) -> None:
     pairs = zip(grid.tiles, grid.valid, strict=True)
     bg = np.array([np.bincount(t[v].astype(np.int64)).argmax() for t, v in pairs], np.uint32)
     _cover(grid.tiles, bg, grid.valid)
+
+
+@pytest.mark.parametrize(
+    "pf",
+    [
+        NATIVE,
+        PixelFormat(32, 24, True, True, 255, 255, 255, 16, 8, 0),
+        PixelFormat(32, 24, False, True, 255, 255, 255, 24, 16, 8),  # colour in the top 3 bytes
+        PixelFormat(32, 24, False, True, 63, 63, 63, 20, 10, 0),
+        RGB565,
+        PixelFormat(16, 15, False, True, 31, 31, 31, 10, 5, 0),
+        PixelFormat(8, 8, False, True, 7, 7, 3, 0, 3, 6),
+        PixelFormat(8, 6, False, True, 3, 3, 3, 4, 2, 0),
+    ],
+)
+def test_client_values_set_only_colour_bits(pf: PixelFormat) -> None:
+    """The encoders compare pixel values as they come: bits outside the colour fields (the frame's X byte
+    takes any value here) must never be set, or one colour would split into several."""
+    frame = np.random.default_rng(9).integers(0, 256, (19, 23, 4), dtype=np.uint8)
+    values = client_values(EncodeJob(frame, (), pf), Rect(0, 0, 23, 19))
+    used = layout_for(pf).used_mask
+    assert not np.any(values & ~np.array(used, dtype=values.dtype))
+    frame[..., 3] ^= 0xFF  # the same colours with another X byte: the same values
+    assert np.array_equal(client_values(EncodeJob(frame, (), pf), Rect(0, 0, 23, 19)), values)

@@ -79,13 +79,10 @@ def layout_for(pf: PixelFormat) -> PixelLayout:
 
 
 def client_values(job: EncodeJob, rect: Rect) -> Values:
-    """The pixel values of ``rect`` in the client's format, shape (h, w)."""
+    """The pixel values of ``rect`` in the client's format, shape (h, w). Only bits of the colour fields are
+    set (``PixelConverter.convert_array`` guarantees it), so the X byte of BGRX frames never splits colours."""
     pixels = job.frame[rect.y : rect.bottom, rect.x : rect.right]
     values: Values = converter_for(job.pixel_format).convert_array(pixels)
-    used = layout_for(job.pixel_format).used_mask
-    if used != (1 << (8 * values.dtype.itemsize)) - 1:
-        # bits outside the colour fields (the X byte of BGRX frames) must not split colours
-        values &= values.dtype.type(used)
     return values
 
 
