@@ -303,7 +303,7 @@ class EncoderSelector:
 def _split_helps(encoding: int, job: EncodeJob) -> bool:
     """Whether encoding ``job`` on two threads beats one, as measured on the 1080p corpus (wall and CPU ms):
 
-    - Raw is a copy of the frame, as fast on one thread (0.14 ms native) as on two (0.29): never split.
+    - Raw is a copy of the frame, faster on one thread (0.14 ms native) than on two (0.29): never split.
     - Hextile on text and flat content is many small numpy steps that hold the GIL: two threads took as long
       as one (terminal 7.2 against 6.8) for more CPU. On busy content they pay (desktop 9.5 against 14.3,
       8 % more CPU): split only where the content is busy.
