@@ -392,3 +392,46 @@ async def test_desktop_name_changes_reach_clients_that_ask() -> None:
         assert asker.name == "après ✓" and plain.name == "before"
         for c in (asker, plain):
             await c.close()
+
+
+async def test_painted_cursor_follows_what_is_under_it() -> None:
+    """A client that draws no cursor gets it painted over each full update. The painted rectangle may be
+    reused for a still screen, but never once the pixels under it, the cursor or the pointer change."""
+    from pyvnc.capture.cursor import CursorImage, paint_cursor
+
+    rng = np.random.default_rng(21)
+    arrow = CursorImage(9, 12, 1, 1, 0, rng.integers(0, 256, (12, 9, 4), dtype=np.uint8))
+    block = CursorImage(5, 5, 2, 2, 0, np.full((5, 5, 4), (0, 0, 255, 255), dtype=np.uint8))
+    source = PushSource(width=W, height=H)
+    rgb = frame_rgb(30)
+    source.push(rgb)
+
+    def painted(rgb: np.ndarray, cursor: CursorImage, x: int, y: int) -> np.ndarray:
+        bgrx = np.zeros((*rgb.shape[:2], 4), np.uint8)
+        bgrx[..., :3] = rgb[..., ::-1]
+        return paint_cursor(bgrx, cursor, x, y)[..., 2::-1]
+
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        assert server.hub is not None
+        server.hub.set_cursor(arrow)
+        server.hub.set_pointer(40, 30)
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([0])  # Raw, no cursor pseudo-encoding: the server paints it (a stateless encoding)
+        steps = [
+            (rgb, arrow, (40, 30)),  # the first update
+            (rgb, arrow, (40, 30)),  # the same again
+            (frame_rgb(31), arrow, (40, 30)),  # new pixels under a cursor that stays put
+            (frame_rgb(31), block, (40, 30)),  # another cursor
+            (frame_rgb(31), block, (90, 60)),  # the pointer moves
+        ]
+        for picture, cursor, pointer in steps:
+            if picture is not rgb:
+                source.push(picture)
+                rgb = picture
+                await asyncio.sleep(0.1)
+            server.hub.set_cursor(cursor)
+            server.hub.set_pointer(*pointer)
+            client.request(incremental=False)
+            await client.read_update()
+            assert np.array_equal(client.fb, painted(picture, cursor, *pointer)), (cursor.width, pointer)
+        await client.close()

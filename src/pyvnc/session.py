@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .capture.base import FrameArray, FrameSource
 from .capture.cursor import (
     CursorImage,
@@ -26,7 +28,7 @@ from .capture.cursor import (
     vmware_cursor_rect,
 )
 from .encoders.base import EncodeJob
-from .encoders.select import EncoderSelector
+from .encoders.select import STATELESS, EncoderSelector
 from .hub import FrameHub, Subscription
 from .pacing import Pacer
 from .protocol.connection import Phase, ProtocolSettings, RFBServerProtocol
@@ -121,6 +123,9 @@ class Session:
         self._leds_sent: int | None = None
         self._pending_pseudo: list[bytes] = []
         self.encoders = EncoderSelector()
+        #: the last painted cursor rectangle of a stateless encoding, reused while neither the cursor nor the
+        #: pixels under it nor the encoding settings change: (key, the pixels under it, encodings, rectangles)
+        self._overlay_cache: tuple[tuple[object, ...], FrameArray, frozenset[int], list[bytes]] | None = None
         self.pacer = Pacer()
         #: True while an update is being encoded or written
         self._busy = False
@@ -407,8 +412,17 @@ class Session:
         if overlay is None:
             return encodings, out
         cursor, x, y, area = overlay
-        patch = paint_cursor(job.frame[area.y : area.bottom, area.x : area.right], cursor, x - area.x, y - area.y)
-        more, items = self.encoders.encode(EncodeJob(patch, (Rect(0, 0, area.w, area.h),), job.pixel_format))
+        under = job.frame[area.y : area.bottom, area.x : area.right]
+        sel = self.encoders
+        key = (cursor, x, y, area, job.pixel_format, sel.preferences, sel.quality, sel.compress)
+        cached = self._overlay_cache
+        if cached is not None and cached[0] == key and np.array_equal(cached[1], under):
+            more, items = cached[2], cached[3]  # a full refresh of a still screen: the same cursor rectangle
+        else:
+            patch = paint_cursor(under, cursor, x - area.x, y - area.y)
+            more, items = sel.encode(EncodeJob(patch, (Rect(0, 0, area.w, area.h),), job.pixel_format))
+            # only stateless encodings give the same bytes again; a compression stream has moved on
+            self._overlay_cache = (key, under.copy(), more, items) if more <= STATELESS else None
         return encodings | more, out + [_moved(item, area.x, area.y) for item in items]
 
     def _pseudo_rects(self) -> list[bytes]:
