@@ -477,9 +477,12 @@ def count_true(b: Bools) -> Index:
 def chain_heads(tiles: Values) -> Bools:
     """The pixels of (N, H, W) ``tiles`` that start a horizontal run and do not sit right below the start of
     a run of their own colour: every single-colour rectangle cover needs a rectangle starting at each."""
-    run_start = left_differs(tiles)
-    heads = run_start.copy()
-    heads[:, 1:, :] &= ~(run_start[:, :-1, :] & (tiles[:, 1:, :] == tiles[:, :-1, :]))
+    wid = tiles.shape[2]
+    heads = left_differs(tiles)  # the run starts, to begin with
+    below_start = above_equal(tiles)  # the run starts right below a run start of their own colour
+    below_start &= heads
+    below_start.reshape(-1)[wid:] &= heads.reshape(-1)[:-wid]
+    heads &= ~below_start
     return heads
 
 
@@ -487,13 +490,7 @@ def chain_lower_bound(tiles: Values) -> Index:
     """A lower bound of the single-colour rectangles (background included) each tile of (N, H, W) needs: its
     :func:`chain_heads`, counted. Cheap elementwise passes that tell busy tiles (photos, noise) from flat ones.
     """
-    n, _, wid = tiles.shape
-    run_start = left_differs(tiles)
-    # the run starts that are no chain heads: below a run start of their own colour
-    below_start = above_equal(tiles)
-    below_start &= run_start
-    below_start.reshape(-1)[wid:] &= run_start.reshape(-1)[:-wid]
-    return count_true(run_start.reshape(n, -1)) - count_true(below_start.reshape(n, -1))
+    return count_true(chain_heads(tiles).reshape(tiles.shape[0], -1))
 
 
 def left_differs(tiles: Values) -> Bools:
