@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from ..capture.base import FrameArray
 from ..region import Rect
-from .classify import ALL_TRUE
+from .classify import solid_tiles, top_rows_constant
 
 #: side of the search blocks, in pixels
 BLOCK = 16
@@ -40,31 +40,29 @@ class SolidSplit:
     rest: list[Rect]
 
 
+def _block_words(frame: FrameArray, rect: Rect) -> NDArray[np.uint32]:
+    """The whole 16×16 blocks of ``rect`` as BGRX words, (bh * 16, bw * 16): a view of the frame."""
+    bh, bw = rect.h // BLOCK, rect.w // BLOCK
+    words: NDArray[np.uint32] = frame[rect.y : rect.y + bh * BLOCK, rect.x : rect.x + bw * BLOCK].view(np.uint32)
+    return words[..., 0]
+
+
 def _block_keys(frame: FrameArray, rect: Rect) -> NDArray[np.int64]:
     """For the whole 16×16 blocks of ``rect``: the block's colour (0xRRGGBB) where it is one colour, else -1.
 
-    Whole BGRX words are compared, so a block whose X bytes differ counts as mixed (sources keep X constant).
+    Whole BGRX words are compared (:func:`.classify.solid_tiles`), so a block whose X bytes differ counts as
+    mixed (sources keep X constant).
     """
     bh, bw = rect.h // BLOCK, rect.w // BLOCK
-    words = frame[rect.y : rect.y + bh * BLOCK, rect.x : rect.x + bw * BLOCK].view(np.uint32)[..., 0]
-    first = words[::BLOCK, ::BLOCK]  # each block's top-left pixel, (bh, bw)
-    # every pixel against its block's first pixel, row by row (whole rows: long contiguous inner loops)
-    same = words.reshape(bh, BLOCK, bw * BLOCK) == np.repeat(first, BLOCK, axis=1)[:, None, :]
-    # all() over the rows of each block, then over its columns, 8 booleans at a time: AND-ed as 64-bit words
-    # down the block rows, a block is one colour when its two words are all ones
-    words_down = np.bitwise_and.reduce(same.view(np.uint64), axis=1)
-    solid = (words_down.reshape(bh, bw, BLOCK // 8) == ALL_TRUE).all(axis=2)
+    solid, first = solid_tiles(_block_words(frame, rect), BLOCK)
     colours = (first & np.uint32(0xFFFFFF)).astype(np.int64)
-    return np.where(solid, colours, np.int64(-1))
+    return np.where(solid, colours, np.int64(-1)).reshape(bh, bw)
 
 
 def _top_rows_constant(frame: FrameArray, rect: Rect) -> int:
     """How many whole 16×16 blocks of ``rect`` have a one-colour top row: a bound on the one-colour blocks
     that reads a sixteenth of the pixels, so photo-like rectangles are turned away cheaply."""
-    bh, bw = rect.h // BLOCK, rect.w // BLOCK
-    top = frame[rect.y : rect.y + bh * BLOCK : BLOCK, rect.x : rect.x + bw * BLOCK].view(np.uint32)[..., 0]
-    same = top == np.repeat(top[:, ::BLOCK], BLOCK, axis=1)
-    return int(np.count_nonzero((same.view(np.uint64).reshape(bh, bw, BLOCK // 8) == ALL_TRUE).all(axis=2)))
+    return int(np.count_nonzero(top_rows_constant(_block_words(frame, rect), BLOCK)))
 
 
 def _heights(keys: NDArray[np.int64]) -> NDArray[np.intp]:
