@@ -34,6 +34,7 @@ from .pacing import Pacer
 from .protocol.connection import Phase, ProtocolSettings, RFBServerProtocol
 from .protocol.constants import Encoding, ExtendedDesktopSizeReason, ExtendedDesktopSizeStatus, SecurityType
 from .protocol.messages import (
+    RECT_POSITION,
     AuthRequested,
     ClientInitReceived,
     Closed,
@@ -71,14 +72,12 @@ log = logging.getLogger(__name__)
 AUTH_FAILURE_DELAY = 1.0
 #: a cursor to paint over an update: shape, pointer x and y, and its area on the frame
 CursorOverlay = tuple[CursorImage, int, int, Rect]
-#: x and y at the start of a rectangle header (rfbproto 7.6.1)
-_XY = struct.Struct(">HH")
 
 
 def _moved(rect: bytes, dx: int, dy: int) -> bytes:
     """An encoded rectangle with its header's position moved by (dx, dy)."""
-    x, y = _XY.unpack_from(rect)
-    return _XY.pack(x + dx, y + dy) + rect[4:]
+    x, y = RECT_POSITION.unpack_from(rect)
+    return RECT_POSITION.pack(x + dx, y + dy) + rect[4:]
 
 
 class Session:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -33,6 +32,7 @@ from ..protocol.constants import (
     QUALITY_LEVEL_MIN,
     Encoding,
 )
+from ..protocol.messages import RECT_POSITION
 from ..protocol.pixelformat import PixelFormat
 from ..region import Rect
 from .base import EncodeJob, Encoder
@@ -89,8 +89,6 @@ FILL_MIN_AREA = 65536
 #: a byte per one-colour tile), so updates they send whole are not searched for fills (1080p, Hextile,
 #: measured on the corpus: text and web pages 18-25 % less CPU and a few hundred bytes less without the search)
 SELF_FILLING = frozenset({Encoding.HEXTILE})
-#: x and y at the start of a rectangle header (rfbproto 7.6.1)
-_XY = struct.Struct(">HH")
 #: areas are judged in pieces of at most this many pixels (TigerVNC's figure)
 KIND_PIECE_PIXELS = 65536
 #: an area with more horizontal runs than pixels / this is photo-like
@@ -336,7 +334,7 @@ def _position(rect: Rect) -> tuple[int, int]:
 
 def _header_position(data: bytes) -> tuple[int, int]:
     """(y, x) from an encoded rectangle's header."""
-    x, y = _XY.unpack_from(data)
+    x, y = RECT_POSITION.unpack_from(data)
     return y, x
 
 

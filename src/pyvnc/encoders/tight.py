@@ -219,7 +219,7 @@ class _Context:
     tpixel: bool
     converter: PixelConverter | None  # None for TPIXEL formats: values come straight from the frame
     jpeg: JpegSettings | None  # None: JpegCompression not allowed
-    jpeg_floor: bool  # JPEG must keep 30 dB (quality level JPEG_FLOOR_LEVEL and up): see keeps_quality
+    jpeg_floor: bool  # JPEG must keep 30 dB (quality level JPEG_FLOOR_LEVEL and up): see _strip_keeps_quality
     compress: int
     palette_level: int
     full_level: int
@@ -485,7 +485,7 @@ class _TightBase(Encoder):
         max_colours = MAX_PALETTE_WITH_JPEG if ctx.jpeg is not None else MAX_PALETTE
         # strips waiting to be merged into one rectangle: (tag, their union, fill colour)
         run: _Run | None = None
-        # JPEG round-trip verdicts of rough strips of this rectangle, by roughness (see _keeps_quality)
+        # JPEG round-trip verdicts of rough strips of this rectangle, by roughness (see _strip_keeps_quality)
         verdicts: list[tuple[float, bool]] = []
         for sub, kind in self._pieces(rect, values, max_colours, ctx.jpeg is not None):
             ox, oy = sub.x - rect.x, sub.y - rect.y
@@ -498,7 +498,7 @@ class _TightBase(Encoder):
                 isinstance(kind, _Full)
                 and ctx.jpeg is not None
                 and kind.change >= JPEG_MIN_CHANGE
-                and (not ctx.jpeg_floor or _keeps_quality(sub_pixels, ctx.jpeg, kind, verdicts))
+                and (not ctx.jpeg_floor or _strip_keeps_quality(sub_pixels, ctx.jpeg, kind, verdicts))
             ):
                 tag = "jpeg"
             if run is not None:
@@ -628,7 +628,9 @@ class TightEncoder(_TightBase):
 ROUGH_REUSE = 0.05
 
 
-def _keeps_quality(pixels: FrameArray, settings: JpegSettings, kind: _Full, verdicts: list[tuple[float, bool]]) -> bool:
+def _strip_keeps_quality(
+    pixels: FrameArray, settings: JpegSettings, kind: _Full, verdicts: list[tuple[float, bool]]
+) -> bool:
     """Whether a many-colour strip keeps :data:`.jpegutil.JPEG_MIN_PSNR` as JPEG: at once unless it is rough
     (:data:`.jpegutil.ROUGH_SHARE`); then the verdict of an earlier strip of the same rectangle with about
     the same roughness (:data:`ROUGH_REUSE`), else a round trip of a sample band of its own (a 1080p frame

@@ -24,6 +24,8 @@ S32 = struct.Struct(">i")
 FB_UPDATE_HEADER = struct.Struct(">BxH")
 #: a rectangle header: x, y, width, height, encoding-type (rfbproto 7.6.1)
 RECT_HEADER = struct.Struct(">HHHHi")
+#: the position at the start of a rectangle header: x, y
+RECT_POSITION = struct.Struct(">HH")
 #: ServerInit without the name: width, height, pixel format, name-length (rfbproto 7.3.2)
 SERVER_INIT = struct.Struct(">HH16sI")
 #: SetPixelFormat after the type byte: padding, pixel format (rfbproto 7.5.1)
