@@ -563,28 +563,24 @@ def same_rects_notes(rows: list[Row]) -> Iterator[str]:
     every band's top, where pyvnc sends one rectangle with one grid). Its bytes against x0vncserver's tell
     the encoders apart from where the tiles happen to fall."""
     try:
-        from PIL import Image
+        from encoders import load_frame  # benchmarks/encoders.py: a corpus image as a BGRX frame
 
         from pyvnc.encoders.base import EncodeJob
         from pyvnc.encoders.hextile import HextileEncoder
         from pyvnc.encoders.rre import RREEncoder
-        from pyvnc.protocol.pixelformat import PixelFormat
+        from pyvnc.protocol.pixelformat import NATIVE  # the clients' format here (PIXEL_FORMAT)
         from pyvnc.region import Rect
     except ImportError:
         return
-    import numpy as np
 
-    pf = PixelFormat(32, 24, False, True, 255, 255, 255, 16, 8, 0)
     encoders = {HEXTILE: HextileEncoder, RRE: RREEncoder}
     for row in rows:
         encoding = ENCODINGS[row.encoding][0]
         if encoding not in encoders or row.x0 is None or not row.x0.rects:
             continue
-        rgb = np.asarray(Image.open(CORPUS / f"{row.image}.png").convert("RGB"))
-        frame = np.zeros((*rgb.shape[:2], 4), dtype=np.uint8)
-        frame[..., :3] = rgb[..., ::-1]
+        frame = load_frame(row.image)
         rects = tuple(Rect(x, y, w, h) for x, y, w, h, _ in row.x0.rects)
-        ours = 4 + sum(len(d) for d in encoders[encoding]().encode(EncodeJob(frame, rects, pf)))
+        ours = 4 + sum(len(d) for d in encoders[encoding]().encode(EncodeJob(frame, rects, NATIVE)))
         theirs = row.x0.frame_bytes[-1]
         yield (
             f"  {row.image} {row.encoding}: on x0vncserver's {len(rects)} rectangles, x0vncserver {theirs / 1024:.1f}"
