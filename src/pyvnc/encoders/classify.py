@@ -185,11 +185,7 @@ def split_tiles(values: Values, size: int, layout: PixelLayout) -> TileGrid:
         padded[:h, :w] = values
         padded[h:] = sentinel  # only the padding is filled
         padded[:h, w:] = sentinel
-        # only the partial tiles (the last row and column) have padding to mask out
-        valid = np.ones((nty * ntx, size, size), dtype=np.bool_)
-        part = np.flatnonzero((tw < size) | (th < size))
-        ramp = np.arange(size)
-        valid[part] = (ramp[None, :, None] < th[part, None, None]) & (ramp[None, None, :] < tw[part, None, None])
+        valid = _padding_mask(size, tw, th)
         values = padded
     tiles = np.ascontiguousarray(values.reshape(nty, size, ntx, size).transpose(0, 2, 1, 3).reshape(-1, size, size))
     return TileGrid(tiles, valid, sentinel, size, ntx, nty, tw, th)
@@ -571,9 +567,14 @@ def gather_tiles(values: Values, idx: Index, size: int, layout: PixelLayout) -> 
         strip[:, : w - full_x * size] = values[: full_y * size, full_x * size :]
         r_idx = np.flatnonzero(right)
         tiles[r_idx] = strip.reshape(full_y, size, size)[ty[r_idx]]
-    # only the partial tiles (a row and a column at most) have padding to mask out
-    valid = np.ones(tiles.shape, dtype=np.bool_)
-    part = np.flatnonzero(~whole)
+    return TileGrid(tiles, _padding_mask(size, col_w, row_h), sentinel, size, ntx, nty, col_w, row_h)
+
+
+def _padding_mask(size: int, tw: Index, th: Index) -> Bools:
+    """Which pixels of ``size``×``size`` tiles of widths ``tw`` and heights ``th`` are real, (N, size, size):
+    only the partial tiles (a row and a column at most) have padding to mask out."""
+    valid = np.ones((tw.size, size, size), dtype=np.bool_)
+    part = np.flatnonzero((tw < size) | (th < size))
     ramp = np.arange(size)
-    valid[part] = (ramp[None, :, None] < row_h[part, None, None]) & (ramp[None, None, :] < col_w[part, None, None])
-    return TileGrid(tiles, valid, sentinel, size, ntx, nty, col_w, row_h)
+    valid[part] = (ramp[None, :, None] < th[part, None, None]) & (ramp[None, None, :] < tw[part, None, None])
+    return valid
