@@ -5,8 +5,9 @@
 For each encoding × corpus image it prints the median time to encode a full 1920×1080 frame and a 614×338
 region (the client pixel format is noVNC's, 32 bpp RGBX little-endian; ``--native`` adds the server's own
 BGRX format), megapixels a second, encoded bytes and the compression ratio against Raw. Times are wall
-("ms") and CPU of all threads ("cpu ms"): big updates in stateless encodings are split across the cores, so
-"cpu ms" is what an encode costs on one core.
+("ms") and CPU of all threads ("cpu ms"): big updates use both cores (stateless encodings in bands, ZRLE's tile
+data in bands, deflate in segments, Tight's JPEG images side by side), so "cpu ms" is what an encode costs on
+one core and "ms" what the client waits. ``--cores N`` spreads updates over N threads (1: none).
 
 Every content encoding has a row: Raw, RRE, Hextile, Zlib, ZRLE, Tight (lossless and with JPEG at quality
 level 6), TightPNG and JPEG (``encoders_tight.py`` shows the Tight family on another region as well).
@@ -31,6 +32,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from pyvnc._malloc import tune_malloc
+from pyvnc.encoders import parallel
 from pyvnc.encoders.base import EncodeJob, Encoder
 from pyvnc.encoders.hextile import HextileEncoder
 from pyvnc.encoders.jpeg import JPEGEncoder
@@ -125,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", help="comma-separated corpus images")
     parser.add_argument("--native", action="store_true", help="also measure the server's BGRX format")
     parser.add_argument("--direct", action="store_true", help="the encoder classes alone, without the manager")
+    parser.add_argument("--cores", type=int, help="threads a big update is spread over (default: every core)")
     args = parser.parse_args(argv)
+    if args.cores is not None:
+        parallel.set_cores(args.cores)
     tune_malloc()  # as Server.start() does: frame-sized buffers are reused instead of page-faulted in anew
 
     rows = [r for r in ENCODERS if not args.only or r[0] in args.only.split(",")]

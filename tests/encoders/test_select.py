@@ -298,9 +298,9 @@ def test_big_updates_are_split_across_cores(
     and gains nothing."""
     import threading
 
-    from pyvnc.encoders import select
+    from pyvnc.encoders import parallel, select
 
-    monkeypatch.setattr(select, "_CORES", 2)
+    monkeypatch.setattr(parallel, "_cores", 2)
     job = EncodeJob(corpus_frame(image), (FULL,), NOVNC_PF)
     threads: set[str] = set()
     cls = select.ENCODERS[encoding]

@@ -17,9 +17,7 @@ text and flat areas losslessly. Whether an area is photo-like is judged by its h
 from __future__ import annotations
 
 import heapq
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from enum import Enum
 
@@ -35,6 +33,7 @@ from ..protocol.constants import (
 from ..protocol.messages import RECT_POSITION
 from ..protocol.pixelformat import PixelFormat
 from ..region import Rect
+from . import parallel
 from .base import EncodeJob, Encoder
 from .classify import client_values
 from .hextile import HextileEncoder
@@ -109,17 +108,6 @@ def _short_runs(runs: int, pixels: int) -> bool:
 
 #: encodings without state between rectangles: a big update can be split across cores
 STATELESS = frozenset({Encoding.RAW, Encoding.RRE, Encoding.HEXTILE, Encoding.JPEG})
-#: updates of at least this many pixels are split (numpy, zlib and libjpeg-turbo release the GIL)
-SPLIT_PIXELS = 512 * 1024
-_CORES = os.cpu_count() or 1
-_split_pool: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _split_pool
-    if _split_pool is None:
-        _split_pool = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="pyvnc-split")
-    return _split_pool
 
 
 def split_rects(rects: Sequence[Rect], parts: int) -> list[list[Rect]]:
@@ -268,15 +256,13 @@ class EncoderSelector:
         second thread makes it faster (:func:`_split_helps`)."""
         if (
             encoder.encoding in STATELESS
-            and _CORES > 1
-            and sum(r.area for r in job.rects) >= SPLIT_PIXELS
+            and parallel.cores() > 1
+            and sum(r.area for r in job.rects) >= parallel.SPLIT_PIXELS
             and _split_helps(encoder.encoding, job)
         ):
-            groups = split_rects(job.rects, _CORES)
-            futures = [_pool().submit(encoder.encode, replace(job, rects=tuple(g))) for g in groups[1:]]
-            out = encoder.encode(replace(job, rects=tuple(groups[0])))
-            for f in futures:
-                out.extend(f.result())
+            groups = split_rects(job.rects, parallel.cores())
+            parts = parallel.map_pieces(encoder.encode, [replace(job, rects=tuple(g)) for g in groups])
+            out = [data for part in parts for data in part]
             out.sort(key=_header_position)  # stateless: any order decodes the same
             return out
         return encoder.encode(job)

@@ -41,6 +41,7 @@ from ..protocol.constants import Encoding
 from ..protocol.messages import rect_header
 from ..protocol.pixelformat import PixelConverter, PixelFormat, converter_for
 from ..region import Rect
+from . import parallel
 from .base import EncodeJob, Encoder
 from .classify import distinct, palette_indices
 from .jpegutil import (
@@ -411,6 +412,37 @@ def _gradient_array(pixels: FrameArray) -> NDArray[np.uint8]:
     return v.astype(np.uint8)
 
 
+#: a Tight rectangle, or one being compressed on the pool (:meth:`_TightBase._emit_run`)
+_Piece = bytes | parallel.Deferred[bytes]
+
+
+def _spread(pixels: int) -> bool:
+    """Whether an update of ``pixels`` pixels has its JPEG images compressed on the pool."""
+    return parallel.cores() > 1 and pixels >= parallel.SPLIT_PIXELS
+
+
+def _resolved(pieces: list[_Piece]) -> list[bytes]:
+    """The rectangles of ``pieces``, waiting for those still being compressed."""
+    for p in reversed(pieces):
+        if not isinstance(p, bytes):
+            p.steal()
+    return [p if isinstance(p, bytes) else p.result() for p in pieces]
+
+
+def _jpeg_rect(encoding: int, rect: Rect, pixels: FrameArray, settings: JpegSettings, ctl: int) -> bytes:
+    """JpegCompression: header, control byte ``ctl``, a compact length and a JFIF stream of the region."""
+    data = compress_jpeg(pixels, settings)
+    if len(data) > MAX_COMPACT_LENGTH and rect.h > 1:
+        # too big for a compact length (huge rectangles at quality 100): halve it (the reset bits, if any,
+        # go with the first half)
+        top = Rect(rect.x, rect.y, rect.w, rect.h // 2)
+        bottom = Rect(rect.x, top.bottom, rect.w, rect.h - top.h)
+        return _jpeg_rect(encoding, top, pixels[: top.h], settings, ctl) + _jpeg_rect(
+            encoding, bottom, pixels[top.h :], settings, CTL_JPEG
+        )
+    return rect_header(*rect, encoding) + bytes((ctl,)) + compact_length(len(data)) + data
+
+
 class _TightBase(Encoder):
     """What Tight and TightPNG share: splitting, classification, fill and JPEG, the zlib streams."""
 
@@ -453,14 +485,15 @@ class _TightBase(Encoder):
     def encode(self, job: EncodeJob) -> list[bytes]:
         """Encode every rectangle of ``job`` (the per-job settings are worked out once)."""
         ctx = self._context(job)
-        out: list[bytes] = []
+        spread = _spread(sum(r.area for r in job.rects))
+        out: list[_Piece] = []
         for rect in job.rects:
-            out.extend(self._encode(ctx, job.frame, rect))
-        return out
+            out.extend(self._encode(ctx, job.frame, rect, spread))
+        return _resolved(out)
 
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """Encode one rectangle: one or more Tight rectangles, each with its header."""
-        return list(self._encode(self._context(job), job.frame, rect))
+        return _resolved(list(self._encode(self._context(job), job.frame, rect, _spread(rect.area))))
 
     def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """FillCompression, in pieces no wider than Tight's limit."""
@@ -477,7 +510,7 @@ class _TightBase(Encoder):
         assert ctx.converter is not None
         return ctx.converter.convert_array(pixels)
 
-    def _encode(self, ctx: _Context, frame: FrameArray, rect: Rect) -> Iterator[bytes]:
+    def _encode(self, ctx: _Context, frame: FrameArray, rect: Rect, spread: bool = False) -> Iterator[_Piece]:
         if rect.is_empty():
             return
         pixels = frame[rect.y : rect.bottom, rect.x : rect.right]
@@ -508,14 +541,14 @@ class _TightBase(Encoder):
                 if tag == rtag and sub.x == first.x and sub.y == first.bottom and fits:
                     run = (rtag, merged, colour)
                     continue
-                yield self._emit_run(ctx, frame, run)
+                yield self._emit_run(ctx, frame, run, spread)
                 run = None
             if tag is not None:
                 run = (tag, sub, kind.colour if isinstance(kind, _Solid) else None)
                 continue
             yield self._lossless(ctx, sub, sub_pixels, sub_values, kind)
         if run is not None:
-            yield self._emit_run(ctx, frame, run)
+            yield self._emit_run(ctx, frame, run, spread)
 
     @staticmethod
     def _pieces(rect: Rect, values: NDArray[Any], max_colours: int, jpeg: bool) -> Iterator[tuple[Rect, _Kind]]:
@@ -547,10 +580,18 @@ class _TightBase(Encoder):
             if right:
                 yield Rect(sub.right - right, sub.y, right, sub.h), _Solid(v[0, -1:].copy())
 
-    def _emit_run(self, ctx: _Context, frame: FrameArray, run: _Run) -> bytes:
+    def _emit_run(self, ctx: _Context, frame: FrameArray, run: _Run, spread: bool) -> _Piece:
+        """A run of fills or JPEG strips as one rectangle; with ``spread``, a JPEG image is compressed on the
+        pool while the caller goes on with the next strips (its control byte, and so its share of the stream
+        reset bits, is settled here, in order)."""
         _, r, colour = run
         if colour is None:
-            return self._jpeg_rect(ctx, r, frame[r.y : r.bottom, r.x : r.right])
+            assert ctx.jpeg is not None
+            pixels = frame[r.y : r.bottom, r.x : r.right]
+            ctl = CTL_JPEG | self._streams.take_reset_bits()
+            if spread:
+                return parallel.Deferred(_jpeg_rect, self.encoding, r, pixels, ctx.jpeg, ctl)
+            return _jpeg_rect(self.encoding, r, pixels, ctx.jpeg, ctl)
         return self._fill_rect(ctx, r, colour)
 
     # --- compression methods -------------------------------------------------------------------------------
@@ -569,18 +610,6 @@ class _TightBase(Encoder):
         """FillCompression: the control byte and one TPIXEL."""
         ctl = CTL_FILL | self._streams.take_reset_bits()
         return self._header(rect) + bytes((ctl,)) + self._tpixels(ctx, colour)
-
-    def _jpeg_rect(self, ctx: _Context, rect: Rect, pixels: FrameArray) -> bytes:
-        """JpegCompression: a compact length and a JFIF stream of the region."""
-        assert ctx.jpeg is not None
-        data = compress_jpeg(pixels, ctx.jpeg)
-        if len(data) > MAX_COMPACT_LENGTH and rect.h > 1:
-            # too big for a compact length (huge rectangles at quality 100): halve it
-            top = Rect(rect.x, rect.y, rect.w, rect.h // 2)
-            bottom = Rect(rect.x, top.bottom, rect.w, rect.h - top.h)
-            return self._jpeg_rect(ctx, top, pixels[: top.h]) + self._jpeg_rect(ctx, bottom, pixels[top.h :])
-        ctl = CTL_JPEG | self._streams.take_reset_bits()
-        return self._header(rect) + bytes((ctl,)) + compact_length(len(data)) + data
 
     @abc.abstractmethod
     def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind) -> bytes:

@@ -23,6 +23,12 @@ rectangles as a single compressor's would. Segments let the stream fall back to 
 deflate would expand (noise), something a single ISA-L compressor never does. The zlib header is written
 once, before the first segment; the stream never ends, so its Adler-32 trailer is never due.
 
+Segments also put both cores on one stream (as pigz does): a big call (a full frame's ZRLE data) is cut into
+one segment per core, each primed with the 32 KiB before it, and they are deflated at the same time (ISA-L
+and zlib release the GIL). A stdlib zlib stream does the same for big calls: its own compressor takes the
+first piece, fresh ones primed with the preceding 32 KiB the others, and a new compressor primed with the
+last 32 KiB carries the stream on. The client's inflater sees one ordinary stream either way.
+
 Without ISA-L installed, stdlib zlib serves every level (level 1 when the client named none) with one
 compressor for the connection. Both write standard zlib streams any inflater reads.
 """
@@ -39,6 +45,7 @@ from ..protocol.constants import Encoding
 from ..protocol.messages import rect_header
 from ..protocol.pixelformat import converter_for
 from ..region import Rect
+from . import parallel
 from .base import EncodeJob, Encoder
 
 #: the compression level used when the client did not send a CompressLevel pseudo-encoding
@@ -123,7 +130,11 @@ class ZlibStream:
         return "isal" if self.use_isal else "zlib"
 
     def compress(self, data: bytes | bytearray | memoryview, level: int | None) -> bytes:
-        """Compress ``data`` and sync-flush: the result decodes fully on the client's inflater."""
+        """Compress ``data`` and sync-flush: the result decodes fully on the client's inflater.
+
+        Data of :data:`.parallel.SPLIT_BYTES` or more is cut into one piece per core, deflated side by side
+        (module docstring): each piece after the first is primed with the 32 KiB before it, so back-references
+        still reach across the cuts, and ends with a sync flush, so the pieces join into one stream."""
         if self.level is None:
             fast = isal_level(level)
             if self.use_isal and fast is not None:
@@ -132,30 +143,50 @@ class ZlibStream:
                 self.use_isal = False
                 self.level = DEFAULT_LEVEL if level is None else max(0, min(9, level))
                 self._obj = zlib.compressobj(self.level)
-        if not self.use_isal:
-            out: bytes = self._obj.compress(data) + self._obj.flush(zlib.Z_SYNC_FLUSH)
-            return out
-        return self._segment(data)
-
-    def _segment(self, data: bytes | bytearray | memoryview) -> bytes:
-        """``data`` as the next ISA-L segment of the stream (module docstring)."""
-        assert ISAL is not None and self.level is not None
-        head = b"" if self._started else ZLIB_HEADER
-        self._started = True
-        out = b""
-        if not _incompressible(data):
-            primed = {"zdict": self._window} if self._window else {}
+        view = memoryview(data).cast("B")
+        parts = parallel.cores() if view.nbytes >= parallel.SPLIT_BYTES else 1
+        cuts = [view.nbytes * i // parts for i in range(parts + 1)]
+        pieces = [(view[cuts[i] : cuts[i + 1]], view[max(0, cuts[i] - WINDOW) : cuts[i]]) for i in range(parts)]
+        if self.use_isal:
+            head = b"" if self._started else ZLIB_HEADER
+            self._started = True
+            pieces[0] = (pieces[0][0], memoryview(self._window))
             small = self.small_blocks and self.level == 2
             mem_level = ISAL_SMALL_MEM_LEVEL if small else ISAL_DEFAULT_MEM_LEVEL
-            obj = ISAL.compressobj(self.level, zlib.DEFLATED, -15, mem_level, **primed)
-            out = obj.compress(data) + obj.flush(ISAL.Z_SYNC_FLUSH)
-        if not out or len(out) > _stored_size(len(data)):
-            # incompressible: stored blocks (stdlib zlib at level 0 writes nothing else; they need no window)
-            stored = zlib.compressobj(0, zlib.DEFLATED, -15)
-            out = stored.compress(data) + stored.flush(zlib.Z_SYNC_FLUSH)
-        tail = bytes(memoryview(data)[-WINDOW:])
-        self._window = tail if len(tail) == WINDOW else (self._window + tail)[-WINDOW:]
-        return head + out
+            out = parallel.map_pieces(lambda p: _isal_segment(p[0], p[1], self.level or 0, mem_level), pieces)
+            tail = bytes(view[-WINDOW:])
+            self._window = tail if len(tail) == WINDOW else (self._window + tail)[-WINDOW:]
+            return head + b"".join(out)
+        if parts == 1:
+            return bytes(self._obj.compress(view) + self._obj.flush(zlib.Z_SYNC_FLUSH))
+        # the stream's own compressor takes the first piece (it holds the history before it); new ones
+        # primed with the 32 KiB before theirs take the others, and the last 32 KiB prime its successor
+        level_ = self.level
+
+        def piece(i: int) -> bytes:
+            chunk, window = pieces[i]
+            obj = self._obj if i == 0 else zlib.compressobj(level_, zlib.DEFLATED, -15, zdict=window)
+            return bytes(obj.compress(chunk) + obj.flush(zlib.Z_SYNC_FLUSH))
+
+        out = parallel.map_pieces(piece, range(parts))
+        self._obj = zlib.compressobj(level_, zlib.DEFLATED, -15, zdict=view[-WINDOW:])
+        return b"".join(out)
+
+
+def _isal_segment(data: memoryview, window: memoryview, level: int, mem_level: int) -> bytes:
+    """``data`` as one ISA-L segment (module docstring): raw deflate primed with ``window``, ending with a sync
+    flush; stored blocks where deflate would expand it."""
+    assert ISAL is not None
+    out = b""
+    if not _incompressible(data):
+        primed = {"zdict": window} if window.nbytes else {}
+        obj = ISAL.compressobj(level, zlib.DEFLATED, -15, mem_level, **primed)
+        out = obj.compress(data) + obj.flush(ISAL.Z_SYNC_FLUSH)
+    if not out or len(out) > _stored_size(len(data)):
+        # incompressible: stored blocks (stdlib zlib at level 0 writes nothing else; they need no window)
+        stored = zlib.compressobj(0, zlib.DEFLATED, -15)
+        out = stored.compress(data) + stored.flush(zlib.Z_SYNC_FLUSH)
+    return out
 
 
 class ZlibEncoder(Encoder):

@@ -22,6 +22,7 @@ import numpy as np
 from ..protocol.constants import Encoding
 from ..protocol.messages import rect_header
 from ..region import Rect
+from . import parallel
 from .base import EncodeJob, Encoder
 from .classify import (
     U8,
@@ -60,8 +61,13 @@ class ZRLEEncoder(Encoder):
 
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         layout = layout_for(job.pixel_format)
-        values = client_values(job, rect)
-        data = self.stream.compress(zrle_data(values, layout), job.compress)
+        # a big rectangle's tile data is made in bands of whole tile rows, one per core at the same time: tiles
+        # go left to right, top to bottom, so the bands' data joined is the rectangle's
+        parts = parallel.cores() if rect.area >= parallel.SPLIT_PIXELS else 1
+        rows = -(-rect.h // TILE // parts) * TILE
+        bands = [rect._replace(y=y, h=min(rows, rect.bottom - y)) for y in range(rect.y, rect.bottom, rows)]
+        tile_data = parallel.map_pieces(lambda band: zrle_data(client_values(job, band), layout), bands)
+        data = self.stream.compress(b"".join(tile_data), job.compress)
         return [rect_header(*rect, Encoding.ZRLE) + LENGTH.pack(len(data)) + data]
 
     def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:

@@ -1,0 +1,214 @@
+"""Big updates of the stateful encodings on both cores: the pool helpers, deflate segments side by side on one
+stream, ZRLE tile data in bands, Tight's JPEG images on the pool. Every result must be what one thread makes
+(or, for deflate, what any inflater reads as the same data)."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from enc_content import NOVNC_PF, corpus_available, corpus_frame
+
+from pyvnc.encoders import parallel, tight, zrle
+from pyvnc.encoders.base import EncodeJob
+from pyvnc.encoders.classify import client_values, layout_for
+from pyvnc.encoders.tight import TightEncoder
+from pyvnc.encoders.zlibenc import ISAL, ZlibEncoder, ZlibStream
+from pyvnc.protocol.pixelformat import converter_for
+from pyvnc.region import Rect
+
+FULL = Rect(0, 0, 1920, 1080)
+needs_corpus = pytest.mark.skipif(not corpus_available(), reason="needs ../shared/corpus")
+
+
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Two cores and a fresh pool (one thread, as on the 2-core machines here), shut down afterwards."""
+    monkeypatch.setattr(parallel, "_cores", 2)
+    monkeypatch.setattr(parallel, "_pool", None)
+    yield
+    if parallel._pool is not None:
+        parallel._pool.shutdown(wait=True)
+
+
+def set_cores(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    monkeypatch.setattr(parallel, "_cores", n)
+
+
+def threads_running(monkeypatch: pytest.MonkeyPatch, module: object, name: str, pause: float = 0.0) -> set[str]:
+    """Replace ``module.name`` with a wrapper that notes the thread of every call (pausing ``pause`` s first,
+    as a GIL-free C call would let another thread run); returns the set of thread names it fills."""
+    threads: set[str] = set()
+    original = getattr(module, name)
+
+    def spy(*args: object) -> object:
+        threads.add(threading.current_thread().name)
+        time.sleep(pause)
+        return original(*args)
+
+    monkeypatch.setattr(module, name, spy)
+    return threads
+
+
+# --- the pool helpers ------------------------------------------------------------------------------------------
+
+
+def test_map_pieces_keeps_order_and_uses_two_threads(two_cores: None) -> None:
+    threads: set[str] = set()
+
+    def work(i: int) -> int:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.02)  # releases the GIL, as zlib and libjpeg do
+        return i * i
+
+    assert parallel.map_pieces(work, list(range(5))) == [0, 1, 4, 9, 16]
+    assert len(threads) == 2 and threading.current_thread().name in threads
+
+
+def test_map_pieces_raises_once_every_piece_is_done(two_cores: None) -> None:
+    done: list[int] = []
+
+    def work(i: int) -> int:
+        time.sleep(0.01)
+        if i == 2:
+            raise ValueError("piece 2")
+        done.append(i)
+        return i
+
+    with pytest.raises(ValueError, match="piece 2"):
+        parallel.map_pieces(work, [0, 1, 2, 3])
+    assert sorted(done) == [0, 1, 3]
+
+
+def test_gather_runs_pieces_no_pool_thread_started_on_the_caller(two_cores: None) -> None:
+    """With the pool thread busy, the caller runs the waiting pieces itself instead of waiting."""
+    release = threading.Event()
+    blocker = parallel.Deferred(release.wait, 5.0)
+    ran: list[tuple[int, str]] = []
+
+    def work(i: int) -> int:
+        ran.append((i, threading.current_thread().name))
+        return -i
+
+    pieces = [parallel.Deferred(work, i) for i in range(4)]
+    assert parallel.gather(pieces) == [0, -1, -2, -3]
+    assert {name for _, name in ran} == {threading.current_thread().name}
+    assert [i for i, _ in ran] == [3, 2, 1, 0]  # from the last one back
+    release.set()
+    assert blocker.result() is True
+
+
+# --- deflate segments side by side on one stream -----------------------------------------------------------------
+
+
+STREAMS = [
+    pytest.param(True, 2, True, id="isal-zrle-buffers"),
+    pytest.param(True, 1, False, id="isal-level1"),
+    pytest.param(False, 6, False, id="zlib-level6"),
+    pytest.param(True, 9, False, id="level9-zlib"),
+]
+
+
+@pytest.mark.parametrize(("use_isal", "level", "small_blocks"), STREAMS)
+def test_big_calls_are_deflated_in_pieces_that_form_one_stream(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch, use_isal: bool, level: int, small_blocks: bool
+) -> None:
+    """Calls of SPLIT_BYTES or more are cut into one piece per core. With small calls before and after, one
+    standard inflater decodes everything exactly; with stdlib zlib, matches reach across the cut (a 20 KiB block
+    repeated over 1.2 MB costs as much as from one compressor); and the stream goes on correctly after the cut:
+    bytes from just before the cut, sent again, must not be matched against what the first piece's compressor
+    last saw."""
+    if use_isal and ISAL is None:
+        pytest.skip("needs the isal package")
+    rng = np.random.default_rng(3)
+    # (16 values a byte: compressible, so that the sampled incompressibility test lets it be deflated)
+    block = rng.integers(0, 16, 20_000, dtype=np.uint8).tobytes()
+    repeated = block * 60
+    noise = rng.integers(0, 256, 1_200_000, dtype=np.uint8).tobytes()
+    cut = len(noise) // 2
+    s = ZlibStream(use_isal, small_blocks=small_blocks)
+    inflater = zlib.decompressobj()
+    sizes = []
+    for data in (b"hello" * 50, repeated, noise, noise[cut - 1000 : cut], block[:3000], repeated[:600_000]):
+        out = s.compress(data, level)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        assert inflater.decompress(out) == data
+        sizes.append(len(out))
+    assert not inflater.unconsumed_tail
+    if not (use_isal and level <= 2):
+        # stdlib zlib finds the repeats: the cut data is about as small as from one compressor (a piece
+        # without the 32 KiB before it would cost one more block, 11.8 KB)
+        one = ZlibStream(use_isal)
+        one.compress(b"hello" * 50, level)
+        set_cores(monkeypatch, 1)
+        assert sizes[1] <= 1.05 * len(one.compress(repeated, level))
+
+
+@pytest.mark.skipif(ISAL is None, reason="needs the isal package")
+def test_big_calls_deflate_on_two_threads(two_cores: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyvnc.encoders import zlibenc
+
+    threads = threads_running(monkeypatch, zlibenc, "_isal_segment", 0.01)
+    data = np.random.default_rng(1).integers(0, 8, parallel.SPLIT_BYTES * 2, dtype=np.uint8).tobytes()
+    assert zlib.decompressobj().decompress(ZlibStream().compress(data, 2)) == data
+    assert len(threads) == 2
+
+
+def test_zlib_encoder_big_update_decodes_exactly(two_cores: None) -> None:
+    rng = np.random.default_rng(5)
+    frame = np.zeros((600, 800, 4), np.uint8)
+    frame[..., :3] = rng.integers(0, 3, (600, 800, 3), dtype=np.uint8) * 100
+    job = EncodeJob(frame, (Rect(0, 0, 800, 600),), NOVNC_PF)
+    (out,) = ZlibEncoder().encode(job)
+    (length,) = struct.unpack(">I", out[12:16])
+    assert len(out) == 16 + length
+    assert zlib.decompressobj().decompress(out[16:]) == converter_for(NOVNC_PF).convert(frame)
+
+
+# --- ZRLE bands and Tight's JPEG images ------------------------------------------------------------------------
+
+
+@needs_corpus
+@pytest.mark.parametrize("image", ["desktop", "terminal"])
+def test_zrle_tile_data_in_bands_is_the_whole_rectangles(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch, image: str
+) -> None:
+    """A full frame's tile data comes from bands of whole tile rows on two threads, and is byte for byte the
+    tile data of the frame in one piece."""
+    frame = corpus_frame(image)
+    job = EncodeJob(frame, (FULL,), NOVNC_PF, compress=2)
+    whole = zrle.zrle_data(client_values(job, FULL), layout_for(NOVNC_PF))
+    threads = threads_running(monkeypatch, zrle, "zrle_data")
+    (out,) = zrle.ZRLEEncoder().encode(job)
+    assert len(threads) == 2
+    assert zlib.decompressobj().decompress(out[16:]) == whole
+
+
+@needs_corpus
+@pytest.mark.parametrize(("image", "quality"), [("photo", 8), ("desktop", 6)])
+def test_tight_jpeg_images_on_two_threads_same_bytes(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch, image: str, quality: int
+) -> None:
+    """A big update's JPEG images are compressed on the pool and the caller, and the update is byte for byte
+    the one-thread update (control bytes, stream resets and order included)."""
+    frame = corpus_frame(image)
+    job = EncodeJob(frame, (FULL,), NOVNC_PF, quality=quality, compress=2)
+
+    def digest() -> str:
+        enc = TightEncoder()
+        enc.reset()  # every stream reset: the first rectangle carries the reset bits
+        return hashlib.sha256(b"".join(enc.encode(job))).hexdigest()
+
+    threads = threads_running(monkeypatch, tight, "_jpeg_rect", 0.002)
+    spread = digest()
+    assert len(threads) == 2
+    set_cores(monkeypatch, 1)
+    threads.clear()
+    assert digest() == spread
+    assert len(threads) == 1
