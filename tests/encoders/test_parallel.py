@@ -212,3 +212,100 @@ def test_tight_jpeg_images_on_two_threads_same_bytes(
     threads.clear()
     assert digest() == spread
     assert len(threads) == 1
+
+
+# --- Tight's streams and TightPNG's images on both cores -----------------------------------------------------
+
+
+def test_run_starts_cut_big_streams_evenly_after_a_window() -> None:
+    from pyvnc.encoders.tightzlib import WINDOW, _run_starts
+
+    assert _run_starts([100_000] * 4, 2) == [0]  # under SPLIT_BYTES: one run
+    assert _run_starts([200_000] * 6, 2) == [0, 3]
+    assert _run_starts([200_000] * 6, 3) == [0, 2, 4]
+    assert _run_starts([20_000, 20_000, 600_000, 600_000], 2) == [0, 3]  # at the first item past half
+    # nothing is cut with less than a window's worth of data before the cut
+    assert WINDOW > 3 * 10_000
+    assert _run_starts([10_000] * 3 + [600_000], 2) == [0]
+    assert _run_starts([1_000_000], 2) == [0]  # one rectangle cannot be cut
+
+
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
+def test_compress_many_streams_inflate_and_go_on(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """Items on four streams, two of them big enough to be cut: each stream inflates to its data in order on
+    one inflater, and goes on correctly afterwards, both in step (sync flushes, references reaching back into
+    the update) and after a reset (full flushes)."""
+    from pyvnc.encoders.tightzlib import ZStreams
+
+    if backend == "isal" and ISAL is None:
+        pytest.skip("needs the isal package")
+    rng = np.random.default_rng(9)
+    fresh = threads_running(monkeypatch, ZStreams, "_fresh")
+    streams = ZStreams(ISAL if backend == "isal" else zlib)
+    inflaters = [zlib.decompressobj() for _ in range(4)]
+
+    def chunk(n: int) -> bytes:
+        return (rng.integers(0, 6, n, dtype=np.uint8) * 40).tobytes()
+
+    for reset in (False, True):
+        if reset:
+            streams.reset()
+            inflaters = [zlib.decompressobj() for _ in range(4)]
+        kinds = rng.choice([0, 1, 3, 3, 0, 2], 60)
+        items = [(int(k), chunk(int(n)), 2) for k, n in zip(kinds, rng.integers(1, 40_000, 60), strict=True)]
+        items += [(3, chunk(300_000), 2), (0, chunk(400_000), 2), (3, chunk(300_000), 2), (0, chunk(200_000), 2)]
+        fresh.clear()
+        out = streams.compress_many(items)
+        assert fresh  # streams 0 and 3 were cut
+        for (stream, data, _), z in zip(items, out, strict=True):
+            assert inflaters[stream].decompress(z) == data
+        # later rectangles on the same streams, repeating data from before the cuts
+        for stream, data, _ in items[-4:]:
+            again = data[1000:3000] + chunk(5000)
+            assert inflaters[stream].decompress(streams.compress(stream, again, 2)) == again
+
+
+@needs_corpus
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
+def test_tight_lossless_spread_updates_decode_in_sequence(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """Lossless Tight on both cores, through the reference decoder: big updates (strips filtered on the pool,
+    streams deflated in runs side by side) between small ones on the same streams, with a reset in between;
+    every update exact. The big updates really cut their streams into runs."""
+    from test_tight_reference import TightReference, frame_rgb
+
+    from pyvnc.encoders import tightzlib
+
+    if backend == "isal" and ISAL is None:
+        pytest.skip("needs the isal package")
+    fresh = threads_running(monkeypatch, tightzlib.ZStreams, "_fresh")
+    enc = TightEncoder(zlib_backend=ISAL if backend == "isal" else zlib)
+    ref = TightReference(NOVNC_PF, 1920, 1080)
+    small = [Rect(10, 20, 300, 200), Rect(900, 500, 640, 300), Rect(0, 1000, 1920, 80)]
+    plan = [("photo", [FULL]), ("desktop", small), ("desktop", [FULL]), ("photo", small), ("photo", [FULL])]
+    for i, (image, rects) in enumerate(plan):
+        if i == 3:
+            enc.reset()
+        frame = corpus_frame(image)
+        ref.feed(enc.encode(EncodeJob(frame, tuple(rects), NOVNC_PF, compress=2)))
+        want = frame_rgb(frame)
+        for r in rects:
+            assert np.array_equal(ref.fb[r.y : r.bottom, r.x : r.right], want[r.y : r.bottom, r.x : r.right]), (i, r)
+        if rects == [FULL]:
+            assert fresh, i  # the big update's streams were cut into runs
+            fresh.clear()
+
+
+@needs_corpus
+def test_tightpng_images_on_two_threads_same_bytes(two_cores: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyvnc.encoders.tightpng import TightPNGEncoder
+
+    job = EncodeJob(corpus_frame("desktop"), (FULL,), NOVNC_PF, compress=2)
+    threads = threads_running(monkeypatch, TightPNGEncoder, "_png_rect", 0.001)
+    spread = b"".join(TightPNGEncoder().encode(job))
+    assert len(threads) == 2
+    set_cores(monkeypatch, 1)
+    assert b"".join(TightPNGEncoder().encode(job)) == spread

@@ -297,6 +297,7 @@ def test_big_updates_are_split_across_cores(
     is faster: not Raw (a copy), nor Hextile on text or RRE on photographs, where a second thread costs CPU
     and gains nothing."""
     import threading
+    import time
 
     from pyvnc.encoders import parallel, select
 
@@ -308,6 +309,9 @@ def test_big_updates_are_split_across_cores(
 
     def spy(self: object, j: EncodeJob) -> list[bytes]:
         threads.add(threading.current_thread().name)
+        # a pause without the GIL, so that the pool thread starts its band before the caller, done with its
+        # own, would take that band up itself (parallel.gather)
+        time.sleep(0.005)
         return original(self, j)  # type: ignore[arg-type]
 
     monkeypatch.setattr(cls, "encode", spy)

@@ -15,8 +15,16 @@ maximum). Each subrectangle is classified with vectorised numpy and sent as:
   (TPIXEL formats only, as noVNC and libvncserver assume 3-byte pixels there).
 
 Filtered data shorter than 12 bytes is sent as is; longer data goes through one of four persistent zlib
-streams (0: copy, 1: mono bitmaps, 2: indexed palettes, 3: gradient), preceded by its compact length. The
-streams live as long as the session's encoder, because the client's inflaters must stay in step with ours.
+streams (0: copy, 1: palettes, 2: stored copy data of noise-like strips, 3: gradient), preceded by its compact
+length. The streams live as long as the session's encoder, because the client's inflaters must stay in step
+with ours.
+
+A big update (:data:`.parallel.SPLIT_PIXELS` or more) uses both cores: while the caller classifies strips,
+the pool compresses the JPEG images and filters the full-colour strips; then the BasicCompression data of
+the whole update is deflated at once, each big stream in runs side by side (:mod:`.tightzlib`). Control
+bytes and their stream-reset bits are settled in order as the strips are cut out, so the client reads the
+update as if one thread had made it (JPEG and fills byte for byte the same; deflated data differs in its
+bytes, not in what it inflates to).
 
 :class:`TightPNGEncoder` (in :mod:`.tightpng`) shares everything here except BasicCompression, which it
 replaces with PNG images.
@@ -55,6 +63,7 @@ from .jpegutil import (
     rough_share,
     settings_for_level,
 )
+from .tightzlib import ZStreams
 
 _isal_zlib: ModuleType | None
 try:  # ISA-L's deflate: 5-10x faster than stdlib zlib at similar ratios, output readable by any inflater
@@ -169,47 +178,6 @@ def split_rect(rect: Rect, max_width: int = MAX_RECT_WIDTH, max_pixels: int = MA
         for y0 in range(rect.y, rect.bottom, rows):
             out.append(Rect(x0, y0, w, min(rows, rect.bottom - y0)))
     return out
-
-
-class _ZStreams:
-    """The four deflate streams of one session, and which ones the client must reset.
-
-    A stream's deflate level is fixed when it is created (Python's deflate objects cannot change level, and
-    restarting a stream to change it would need a reset, see below): a later change of the client's
-    compress level affects the choice of filters, PNG levels and new streams, not running streams.
-
-    Resets are avoided because noVNC 1.7's inflater (its vendored pako) loses its window on a reset: after
-    one, any back-reference into an earlier rectangle fails. So after :meth:`reset` every stream ends each
-    rectangle with Z_FULL_FLUSH (no references across rectangles) instead of Z_SYNC_FLUSH.
-    """
-
-    def __init__(self, backend: ModuleType | None = None) -> None:
-        self.backend: ModuleType = backend if backend is not None else (_isal_zlib or zlib)
-        self._objs: list[Any] = [None, None, None, None]
-        self._flush = [zlib.Z_SYNC_FLUSH] * 4
-        self._pending_reset = 0
-
-    def compress(self, stream: int, data: bytes, level: int) -> bytes:
-        """Deflate ``data`` on ``stream`` and flush it to a byte boundary so that the client inflates
-        exactly this rectangle's bytes. ``level`` applies when the stream is created; level 0 (stored
-        blocks) always uses stdlib zlib, as ISA-L's level 0 is a real, weak compression.
-        """
-        obj = self._objs[stream]
-        if obj is None:
-            obj = self._objs[stream] = (zlib if level == 0 else self.backend).compressobj(level)
-        out: bytes = obj.compress(data) + obj.flush(self._flush[stream])
-        return out
-
-    def take_reset_bits(self) -> int:
-        """The reset bits (0-3) the next compression-control byte must carry; clears them."""
-        bits, self._pending_reset = self._pending_reset, 0
-        return bits
-
-    def reset(self) -> None:
-        """Forget every stream; the next rectangle tells the client to reset all four."""
-        self._objs = [None, None, None, None]
-        self._flush = [zlib.Z_FULL_FLUSH] * 4
-        self._pending_reset = 0x0F
 
 
 @dataclass(frozen=True)
@@ -412,21 +380,29 @@ def _gradient_array(pixels: FrameArray) -> NDArray[np.uint8]:
     return v.astype(np.uint8)
 
 
-#: a Tight rectangle, or one being compressed on the pool (:meth:`_TightBase._emit_run`)
-_Piece = bytes | parallel.Deferred[bytes]
+#: BasicCompression data before deflating: (stream, filter id and parameters, data, deflate level, whether
+#: the filter id is sent)
+_Plan = tuple[int, bytes, bytes, int, bool]
+
+
+@dataclass(frozen=True)
+class _Basic:
+    """A BasicCompression rectangle of a spread update whose data is still to be filtered (``plan``, perhaps
+    on the pool) and deflated (with the update's others, :meth:`TightEncoder._deflate_all`). Its reset bits
+    were taken in order when it was cut out."""
+
+    header: bytes
+    reset_bits: int
+    plan: _Plan | parallel.Deferred[_Plan]
+
+
+#: a Tight rectangle, or one still being made (:meth:`_TightBase._emit_run`, :meth:`_TightBase._lossless_piece`)
+_Piece = bytes | parallel.Deferred[bytes] | _Basic
 
 
 def _spread(pixels: int) -> bool:
-    """Whether an update of ``pixels`` pixels has its JPEG images compressed on the pool."""
+    """Whether an update of ``pixels`` pixels is worth spreading over the cores."""
     return parallel.cores() > 1 and pixels >= parallel.SPLIT_PIXELS
-
-
-def _resolved(pieces: list[_Piece]) -> list[bytes]:
-    """The rectangles of ``pieces``, waiting for those still being compressed."""
-    for p in reversed(pieces):
-        if not isinstance(p, bytes):
-            p.steal()
-    return [p if isinstance(p, bytes) else p.result() for p in pieces]
 
 
 def _jpeg_rect(encoding: int, rect: Rect, pixels: FrameArray, settings: JpegSettings, ctl: int) -> bytes:
@@ -447,7 +423,7 @@ class _TightBase(Encoder):
     """What Tight and TightPNG share: splitting, classification, fill and JPEG, the zlib streams."""
 
     def __init__(self, zlib_backend: ModuleType | None = None) -> None:
-        self._streams = _ZStreams(zlib_backend)
+        self._streams = ZStreams(zlib_backend if zlib_backend is not None else (_isal_zlib or zlib))
 
     @classmethod
     def supports(cls, pixel_format: PixelFormat) -> bool:
@@ -459,7 +435,7 @@ class _TightBase(Encoder):
 
         Call it when encoded output is thrown away instead of sent (e.g. the pixel format changed while the
         encode ran): the streams advanced over data the client will never see. From then on every
-        rectangle is deflated on its own (Z_FULL_FLUSH; see :class:`_ZStreams`), a little less compact.
+        rectangle is deflated on its own (Z_FULL_FLUSH; see :class:`.tightzlib.ZStreams`), a little less compact.
         """
         self._streams.reset()
 
@@ -489,11 +465,27 @@ class _TightBase(Encoder):
         out: list[_Piece] = []
         for rect in job.rects:
             out.extend(self._encode(ctx, job.frame, rect, spread))
-        return _resolved(out)
+        return self._resolved(out)
 
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """Encode one rectangle: one or more Tight rectangles, each with its header."""
-        return _resolved(list(self._encode(self._context(job), job.frame, rect, _spread(rect.area))))
+        return self._resolved(list(self._encode(self._context(job), job.frame, rect, _spread(rect.area))))
+
+    def _resolved(self, pieces: list[_Piece]) -> list[bytes]:
+        """The rectangles of ``pieces``: the caller takes up work no pool thread has started (from the last
+        piece back, :func:`.parallel.gather`), then BasicCompression data is deflated, all of it at once."""
+        for p in reversed(pieces):
+            if isinstance(p, parallel.Deferred):
+                p.steal()
+            elif isinstance(p, _Basic) and isinstance(p.plan, parallel.Deferred):
+                p.plan.steal()
+        basics = [p for p in pieces if isinstance(p, _Basic)]
+        deflated = iter(self._deflate_all(basics) if basics else [])
+        return [p if isinstance(p, bytes) else next(deflated) if isinstance(p, _Basic) else p.result() for p in pieces]
+
+    def _deflate_all(self, basics: list[_Basic]) -> list[bytes]:
+        """The rectangles of ``basics`` (only Tight makes them)."""
+        raise NotImplementedError
 
     def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """FillCompression, in pieces no wider than Tight's limit."""
@@ -546,7 +538,7 @@ class _TightBase(Encoder):
             if tag is not None:
                 run = (tag, sub, kind.colour if isinstance(kind, _Solid) else None)
                 continue
-            yield self._lossless(ctx, sub, sub_pixels, sub_values, kind)
+            yield self._lossless_piece(ctx, sub, sub_pixels, sub_values, kind, spread)
         if run is not None:
             yield self._emit_run(ctx, frame, run, spread)
 
@@ -599,21 +591,20 @@ class _TightBase(Encoder):
     def _header(self, rect: Rect) -> bytes:
         return rect_header(*rect, self.encoding)
 
-    def _tpixels(self, ctx: _Context, values: NDArray[Any]) -> bytes:
-        """Pixel values as TPIXELs: R, G, B for TPIXEL formats, else full client pixels."""
-        if ctx.tpixel:
-            return _rgb_bytes_of_values(values)
-        assert ctx.converter is not None
-        return ctx.converter.to_bytes(values.reshape(1, -1) if values.ndim == 1 else values)
-
     def _fill_rect(self, ctx: _Context, rect: Rect, colour: NDArray[Any]) -> bytes:
         """FillCompression: the control byte and one TPIXEL."""
         ctl = CTL_FILL | self._streams.take_reset_bits()
-        return self._header(rect) + bytes((ctl,)) + self._tpixels(ctx, colour)
+        return self._header(rect) + bytes((ctl,)) + _tpixels(ctx, colour)
 
     @abc.abstractmethod
     def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind) -> bytes:
         """A subrectangle that is neither a fill nor JPEG (zlib for Tight, PNG for TightPNG)."""
+
+    def _lossless_piece(
+        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind, spread: bool
+    ) -> _Piece:
+        """:meth:`_lossless`, or with ``spread`` the same made on the pool where the encoding allows it."""
+        return self._lossless(ctx, rect, pixels, values, kind)
 
 
 class TightEncoder(_TightBase):
@@ -625,32 +616,77 @@ class TightEncoder(_TightBase):
         """BasicCompression with the palette, gradient or copy filter."""
         if isinstance(kind, _Solid):  # only when a caller bypasses merging; still a fill
             return self._fill_rect(ctx, rect, kind.colour)
-        if isinstance(kind, _Palette):
-            n = kind.colours.size
-            head = bytes((FILTER_PALETTE, n - 1)) + self._tpixels(ctx, kind.colours)
-            # 2 colours: 1 bit per pixel, most significant bit leftmost, each row padded to a byte
-            data = np.packbits(kind.indices, axis=1).tobytes() if n == 2 else kind.indices.tobytes()
-            return self._basic(rect, STREAM_PALETTE, head, data, ctx.palette_level, True)
-        choice = _trial(ctx, pixels, values, kind.change)
-        if choice == FILTER_GRADIENT:
-            data = _gradient(pixels)
-            return self._basic(rect, STREAM_GRADIENT, bytes((FILTER_GRADIENT,)), data, ctx.full_level, True)
-        data = self._tpixels(ctx, values) if not ctx.tpixel else _rgb_of_bgrx(pixels)
-        if choice == _STORED:
-            return self._basic(rect, STREAM_STORED, b"", data, 0, False)
-        return self._basic(rect, STREAM_COPY, b"", data, ctx.full_level, False)
+        return self._basic(rect, *_basic_plan(ctx, pixels, values, kind))
+
+    def _lossless_piece(
+        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind, spread: bool
+    ) -> _Piece:
+        """With ``spread``, a full-colour strip's filter is chosen and applied on the pool, and every strip's
+        data waits to be deflated with the update's others (:meth:`_deflate_all`)."""
+        if not spread or isinstance(kind, _Solid):
+            return self._lossless(ctx, rect, pixels, values, kind)
+        plan: _Plan | parallel.Deferred[_Plan]
+        if isinstance(kind, _Full):
+            plan = parallel.Deferred(_basic_plan, ctx, pixels, values, kind)
+        else:
+            plan = _basic_plan(ctx, pixels, values, kind)
+        return _Basic(self._header(rect), self._streams.take_reset_bits(), plan)
 
     def _basic(self, rect: Rect, stream: int, head: bytes, data: bytes, level: int, filtered: bool) -> bytes:
         """BasicCompression: control byte, filter id and parameters (in ``head``), then the data — as is
         when shorter than 12 bytes, else deflated on ``stream`` behind a compact length.
         """
-        if len(data) >= MIN_TO_COMPRESS:
-            z = self._streams.compress(stream, data, level)
-            body = compact_length(len(z)) + z
-        else:
-            body = data
-        ctl = (stream << 4) | (CTL_READ_FILTER if filtered else 0) | self._streams.take_reset_bits()
-        return self._header(rect) + bytes((ctl,)) + head + body
+        z = self._streams.compress(stream, data, level) if len(data) >= MIN_TO_COMPRESS else None
+        return _basic_rect(self._header(rect), self._streams.take_reset_bits(), stream, head, data, filtered, z)
+
+    def _deflate_all(self, basics: list[_Basic]) -> list[bytes]:
+        """The rectangles of ``basics``, their data deflated on every core (:meth:`.ZStreams.compress_many`)."""
+        plans = [b.plan.result() if isinstance(b.plan, parallel.Deferred) else b.plan for b in basics]
+        big = [i for i, plan in enumerate(plans) if len(plan[2]) >= MIN_TO_COMPRESS]
+        zs: list[bytes | None] = [None] * len(plans)
+        deflated = self._streams.compress_many([(plans[i][0], plans[i][2], plans[i][3]) for i in big])
+        for i, z in zip(big, deflated, strict=True):
+            zs[i] = z
+        return [
+            _basic_rect(b.header, b.reset_bits, stream, head, data, filtered, z)
+            for b, (stream, head, data, _, filtered), z in zip(basics, plans, zs, strict=True)
+        ]
+
+
+def _tpixels(ctx: _Context, values: NDArray[Any]) -> bytes:
+    """Pixel values as TPIXELs: R, G, B for TPIXEL formats, else full client pixels."""
+    if ctx.tpixel:
+        return _rgb_bytes_of_values(values)
+    assert ctx.converter is not None
+    return ctx.converter.to_bytes(values.reshape(1, -1) if values.ndim == 1 else values)
+
+
+def _basic_plan(ctx: _Context, pixels: FrameArray, values: NDArray[Any], kind: _Palette | _Full) -> _Plan:
+    """The stream, filter and data of a BasicCompression strip (palette, or full colour with the gradient
+    filter, the copy filter or stored)."""
+    if isinstance(kind, _Palette):
+        n = kind.colours.size
+        head = bytes((FILTER_PALETTE, n - 1)) + _tpixels(ctx, kind.colours)
+        # 2 colours: 1 bit per pixel, most significant bit leftmost, each row padded to a byte
+        data = np.packbits(kind.indices, axis=1).tobytes() if n == 2 else kind.indices.tobytes()
+        return STREAM_PALETTE, head, data, ctx.palette_level, True
+    choice = _trial(ctx, pixels, values, kind.change)
+    if choice == FILTER_GRADIENT:
+        return STREAM_GRADIENT, bytes((FILTER_GRADIENT,)), _gradient(pixels), ctx.full_level, True
+    data = _tpixels(ctx, values) if not ctx.tpixel else _rgb_of_bgrx(pixels)
+    if choice == _STORED:
+        return STREAM_STORED, b"", data, 0, False
+    return STREAM_COPY, b"", data, ctx.full_level, False
+
+
+def _basic_rect(
+    header: bytes, reset_bits: int, stream: int, head: bytes, data: bytes, filtered: bool, z: bytes | None
+) -> bytes:
+    """A BasicCompression rectangle: control byte, filter id and parameters (``head``), then the deflated data
+    ``z`` behind a compact length, or ``data`` as is when it is too short to deflate (``z`` None)."""
+    ctl = (stream << 4) | (CTL_READ_FILTER if filtered else 0) | reset_bits
+    body = data if z is None else compact_length(len(z)) + z
+    return header + bytes((ctl,)) + head + body
 
 
 #: rough strips of one rectangle whose roughness differs by at most this share the JPEG round trip's verdict

@@ -25,6 +25,7 @@ from ..capture.base import FrameArray
 from ..protocol.constants import Encoding
 from ..protocol.pixelformat import PixelFormat
 from ..region import Rect
+from . import parallel
 from .jpegutil import is_tpixel_format
 from .tight import (
     _ISAL_LEVELS,
@@ -35,6 +36,7 @@ from .tight import (
     _Full,
     _Kind,
     _Palette,
+    _Piece,
     _rgb_bytes_of_values,
     _rgb_of_bgrx,
     _Solid,
@@ -151,6 +153,21 @@ class TightPNGEncoder(_TightBase):
         """PngCompression: the control byte, a compact length and a PNG image of the subrectangle."""
         if isinstance(kind, _Solid):
             return self._fill_rect(ctx, rect, kind.colour)
+        return self._png_rect(ctx, rect, pixels, values, kind, CTL_PNG | self._streams.take_reset_bits())
+
+    def _lossless_piece(
+        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind, spread: bool
+    ) -> _Piece:
+        """With ``spread``, the PNG image is made on the pool (PNGs share no state: any order decodes)."""
+        if not spread or isinstance(kind, _Solid):
+            return self._lossless(ctx, rect, pixels, values, kind)
+        ctl = CTL_PNG | self._streams.take_reset_bits()
+        return parallel.Deferred(self._png_rect, ctx, rect, pixels, values, kind, ctl)
+
+    def _png_rect(
+        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Palette | _Full, ctl: int
+    ) -> bytes:
+        """PngCompression with control byte ``ctl``: the PNG image of a palette or full-colour strip."""
         level = png_compress_level(ctx.compress)
         if self._streams.backend is not zlib:
             level = _ISAL_LEVELS[ctx.compress][0]
@@ -167,7 +184,6 @@ class TightPNGEncoder(_TightBase):
                 _rgb_bytes_of_values(kind.colours),
             )
         else:
-            assert isinstance(kind, _Full)
             choice = _trial(ctx, pixels, values, kind.change)
             if choice == FILTER_GRADIENT:
                 rows, filter_type = _sub_filter(pixels), _PNG_FILTER_SUB
@@ -177,5 +193,4 @@ class TightPNGEncoder(_TightBase):
                 if choice == _STORED:
                     level = 0
             data = self._png.write(rect.w, rect.h, _PNG_RGB, 8, rows, filter_type, level)
-        ctl = CTL_PNG | self._streams.take_reset_bits()
         return self._header(rect) + bytes((ctl,)) + compact_length(len(data)) + data
