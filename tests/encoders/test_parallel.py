@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from enc_content import NOVNC_PF, corpus_available, corpus_frame
+from novnc_decode import decode_each_with_novnc, requires_novnc
 
 from pyvnc.encoders import parallel, tight, zrle
 from pyvnc.encoders.base import EncodeJob
@@ -267,15 +268,15 @@ def test_compress_many_streams_inflate_and_go_on(
             assert inflaters[stream].decompress(streams.compress(stream, again, 2)) == again
 
 
-@needs_corpus
-@pytest.mark.parametrize("backend", ["isal", "zlib"])
-def test_tight_lossless_spread_updates_decode_in_sequence(
-    two_cores: None, monkeypatch: pytest.MonkeyPatch, backend: str
-) -> None:
-    """Lossless Tight on both cores, through the reference decoder: big updates (strips filtered on the pool,
-    streams deflated in runs side by side) between small ones on the same streams, with a reset in between;
-    every update exact. The big updates really cut their streams into runs."""
-    from test_tight_reference import TightReference, frame_rgb
+#: big updates between small ones on the same streams, with a reset before the fourth
+SMALL = [Rect(10, 20, 300, 200), Rect(900, 500, 640, 300), Rect(0, 1000, 1920, 80)]
+SEQUENCE = [("photo", [FULL]), ("desktop", SMALL), ("desktop", [FULL]), ("photo", SMALL), ("photo", [FULL])]
+
+
+def spread_sequence(monkeypatch: pytest.MonkeyPatch, backend: str) -> tuple[list[list[bytes]], list[np.ndarray]]:
+    """Lossless Tight updates of :data:`SEQUENCE` on two cores, and the framebuffer (RGB) after each. Checks
+    that every big update really cut its streams into runs."""
+    from test_tight_reference import frame_rgb
 
     from pyvnc.encoders import tightzlib
 
@@ -283,20 +284,47 @@ def test_tight_lossless_spread_updates_decode_in_sequence(
         pytest.skip("needs the isal package")
     fresh = threads_running(monkeypatch, tightzlib.ZStreams, "_fresh")
     enc = TightEncoder(zlib_backend=ISAL if backend == "isal" else zlib)
-    ref = TightReference(NOVNC_PF, 1920, 1080)
-    small = [Rect(10, 20, 300, 200), Rect(900, 500, 640, 300), Rect(0, 1000, 1920, 80)]
-    plan = [("photo", [FULL]), ("desktop", small), ("desktop", [FULL]), ("photo", small), ("photo", [FULL])]
-    for i, (image, rects) in enumerate(plan):
+    fb = np.zeros((1080, 1920, 3), np.uint8)
+    updates, expected = [], []
+    for i, (image, rects) in enumerate(SEQUENCE):
         if i == 3:
             enc.reset()
         frame = corpus_frame(image)
-        ref.feed(enc.encode(EncodeJob(frame, tuple(rects), NOVNC_PF, compress=2)))
+        updates.append(enc.encode(EncodeJob(frame, tuple(rects), NOVNC_PF, compress=2)))
         want = frame_rgb(frame)
         for r in rects:
-            assert np.array_equal(ref.fb[r.y : r.bottom, r.x : r.right], want[r.y : r.bottom, r.x : r.right]), (i, r)
+            fb[r.y : r.bottom, r.x : r.right] = want[r.y : r.bottom, r.x : r.right]
+        expected.append(fb.copy())
         if rects == [FULL]:
-            assert fresh, i  # the big update's streams were cut into runs
+            assert fresh, i
             fresh.clear()
+    return updates, expected
+
+
+@needs_corpus
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
+def test_tight_lossless_spread_updates_decode_in_sequence(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """Lossless Tight on both cores (strips filtered on the pool, streams deflated in runs side by side),
+    through the reference decoder: every update of the sequence exact."""
+    from test_tight_reference import TightReference
+
+    updates, expected = spread_sequence(monkeypatch, backend)
+    ref = TightReference(NOVNC_PF, 1920, 1080)
+    for i, (update, want) in enumerate(zip(updates, expected, strict=True)):
+        ref.feed(update)
+        assert np.array_equal(ref.fb, want), i
+
+
+@needs_corpus
+@requires_novnc
+def test_tight_lossless_spread_updates_decode_with_novnc(two_cores: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same sequence through noVNC's tight.js and its inflater (pako), fed in odd-sized chunks."""
+    updates, expected = spread_sequence(monkeypatch, "isal" if ISAL is not None else "zlib")
+    got = decode_each_with_novnc(updates, 1920, 1080, chunk=65521)
+    for i, (g, want) in enumerate(zip(got, expected, strict=True)):
+        assert np.array_equal(g, want), i
 
 
 @needs_corpus
