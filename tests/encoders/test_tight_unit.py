@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from pyvnc.encoders import tight
+from pyvnc.encoders import tight, tightclassify
 from pyvnc.encoders.base import EncodeJob
 from pyvnc.encoders.jpeg import JPEGEncoder
 from pyvnc.encoders.jpegutil import QUALITY_LEVELS, settings_for_level
@@ -371,8 +371,8 @@ def test_pillow_jpeg_fallback_decodes() -> None:
 @pytest.mark.parametrize("width", [1920, 4100])  # one column of strips; strips in column chunks of 2048
 @pytest.mark.parametrize("jpeg", [False, True])
 def test_strips_sampled_at_once_are_classified_as_one_by_one(width: int, jpeg: bool) -> None:
-    """_many_colour_strips answers _classify's sample tests for all strips of one size together: every
-    strip it answers for must get exactly the kind _classify gives it, and it must miss none of them."""
+    """many_colour_strips answers classify's sample tests for all strips of one size together: every
+    strip it answers for must get exactly the kind classify gives it, and it must miss none of them."""
     rng = np.random.default_rng(width)
     h = 300
     noise = rng.integers(0, 1 << 24, (h, width)).astype(np.uint32)
@@ -381,15 +381,15 @@ def test_strips_sampled_at_once_are_classified_as_one_by_one(width: int, jpeg: b
     values = np.where((np.arange(h) // 40 % 3 == 0)[:, None], noise, np.where(np.arange(h)[:, None] % 3, smooth, text))
     rect = Rect(5, 9, width, h)
     strips = split_rect(rect)
-    limit = tight.MAX_PALETTE if jpeg else tight.MAX_PALETTE_WITH_JPEG
-    batch = tight._many_colour_strips(rect, values, strips, limit)
+    limit = tightclassify.MAX_PALETTE if jpeg else tightclassify.MAX_PALETTE_WITH_JPEG
+    batch = tightclassify.many_colour_strips(rect, values, strips, limit)
     assert batch  # the noisy and smooth strips
     for i, s in enumerate(strips):
         v = values[s.y - rect.y : s.bottom - rect.y, s.x - rect.x : s.right - rect.x]
-        alone = tight._classify(v, tight.MAX_PALETTE_WITH_JPEG, jpeg)
+        alone = tightclassify.classify(v, tightclassify.MAX_PALETTE_WITH_JPEG, jpeg)
         if i in batch:
             assert batch[i] == alone
         elif (s.w, s.h) == (strips[0].w, strips[0].h):  # sampled with the group, and neither sample has
             flat = v.reshape(-1)  # more than ``limit`` colours
-            for sample in (tight._SAMPLE // 4, tight._SAMPLE):
+            for sample in (tightclassify.SAMPLE // 4, tightclassify.SAMPLE):
                 assert np.unique(flat[:: max(1, flat.size // sample)]).size <= limit

@@ -51,7 +51,6 @@ from ..protocol.pixelformat import PixelConverter, PixelFormat, converter_for
 from ..region import Rect
 from . import parallel
 from .base import EncodeJob, Encoder
-from .classify import distinct, palette_indices
 from .jpegutil import (
     JPEG_FLOOR_LEVEL,
     ROUGH_SHARE,
@@ -59,9 +58,21 @@ from .jpegutil import (
     band_keeps_quality,
     compress_jpeg,
     is_tpixel_format,
-    rough_counts,
-    rough_share,
     settings_for_level,
+)
+from .tightclassify import (
+    JPEG_MIN_CHANGE,
+    MAX_PALETTE,
+    MAX_PALETTE_WITH_JPEG,
+    MIN_SOLID_AREA,
+    MIN_SOLID_MARGIN,
+    Full,
+    Kind,
+    Palette,
+    Solid,
+    classify,
+    many_colour_strips,
+    solid_margins,
 )
 from .tightzlib import ZStreams
 
@@ -133,17 +144,6 @@ _ISAL_LEVELS: tuple[tuple[int, int], ...] = ((1, 1),) * 2 + ((2, 1),) * 3 + ((2,
 
 # --- classification thresholds ----------------------------------------------------------------------------
 
-#: most palette colours without JPEG, and with JPEG (beyond it a strip goes to JPEG, as in TigerVNC)
-MAX_PALETTE = 256
-MAX_PALETTE_WITH_JPEG = 96
-#: the colour-count pre-check looks at about this many pixels of a strip
-_SAMPLE = 1024
-#: a strip's solid left or right margin at least this wide (and the strip this big) is sent as a fill
-MIN_SOLID_MARGIN = 64
-MIN_SOLID_AREA = 4096
-#: under JPEG, a many-colour strip goes to JPEG when at least this fraction of its pixels differ from their
-#: right-hand neighbour (photo-like); text and UI strips with longer runs stay lossless
-JPEG_MIN_CHANGE = 0.3
 #: a full-colour strip's data is sent stored (deflate level 0, stream 2) when a trial compression of a sample
 #: saves less than this fraction: noise-like content costs the deflater most and gains nothing
 _STORE_BELOW_RATIO = 1.08
@@ -194,160 +194,8 @@ class _Context:
     full_level: int
 
 
-# --- classification ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Solid:
-    colour: NDArray[Any]  # (1,) the pixel value, in the values' dtype
-
-
-@dataclass
-class _Palette:
-    colours: NDArray[Any]  # (n,) pixel values, sorted
-    indices: NDArray[np.uint8]  # (h, w) indices into colours
-
-
-@dataclass
-class _Full:
-    change: float  # estimated fraction of pixels that differ from their right-hand neighbour
-    rough: float  # estimated fraction of neighbouring pixel pairs that differ much (jpegutil.rough_share)
-
-
-_Kind = _Solid | _Palette | _Full
 #: strips waiting to be merged into one rectangle: tag ("jpeg" or "solid:<value>"), their union, fill colour
 _Run = tuple[str, Rect, NDArray[Any] | None]
-
-
-def _classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> _Kind:
-    """Solid, few colours (with the palette) or many colours, for one strip of pixel values.
-
-    Cost is kept low for photo-like strips by counting the colours of a sample first; only strips whose
-    sample has few colours get an exact count, done over runs of equal pixels (few on screen content).
-    ``run_palette``: also accept up to 256 colours when runs are too long for the strip ever to go to JPEG.
-    """
-    h, w = values.shape
-    flat = values.reshape(-1)
-    n = flat.size
-    limit = MAX_PALETTE if run_palette else max_colours
-    # a small sample first: it already tells photo-like strips apart
-    step = max(1, n // (_SAMPLE // 4))
-    if distinct(flat[::step]).size > limit:
-        return _full(flat, step)
-    step = max(1, n // _SAMPLE)
-    sample_colours = distinct(flat[::step]).size
-    if sample_colours > limit:
-        return _full(flat, step)
-    if sample_colours == 1 and bool((flat == flat[0]).all()):
-        return _Solid(flat[:1].copy())
-    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    if starts.size == 0:
-        return _Solid(flat[:1].copy())
-    n_runs = starts.size + 1
-    if n_runs * 2 > n and n > _SAMPLE:  # mostly single pixels: a palette would not pay
-        return _full(flat, max(1, n // _SAMPLE), n_runs / n)
-    run_starts = np.empty(n_runs, dtype=np.intp)
-    run_starts[0] = 0
-    run_starts[1:] = starts
-    run_values = flat[run_starts]
-    colours = distinct(run_values)
-    n_colours = colours.size
-    allowed = max_colours
-    if run_palette and n_runs < JPEG_MIN_CHANGE * n:
-        # too few pixels differ from their neighbour for JPEG ever to take the strip (text, user interface):
-        # up to 256 colours as without JPEG, rather than the copy filter (1080p terminal and web page at q6:
-        # 8 % smaller, no slower)
-        allowed = MAX_PALETTE
-    if n_colours > min(allowed, max(2, n // 4)):
-        return _full(flat, max(1, n // _SAMPLE), n_runs / n)
-    lengths = np.diff(run_starts, append=n)
-    inverse = palette_indices(colours, run_values)
-    indices = np.repeat(inverse, lengths).reshape(h, w)
-    return _Palette(colours, indices)
-
-
-def _many_colour_strips(rect: Rect, values: NDArray[Any], strips: list[Rect], limit: int) -> dict[int, _Full]:
-    """:func:`_classify`'s two sample tests for many strips at once: the strips (by index) whose sample has
-    more than ``limit`` colours, with the :class:`_Full` that :func:`_classify` would give them.
-
-    Photographs and noise are dozens of such strips a frame; sampling all strips of one size with one
-    gather, one sort and one roughness count, instead of a dozen numpy calls a strip, saves about a
-    millisecond a 1080p frame. Strips of another size than the most common are left to :func:`_classify`.
-    """
-    if len(strips) < 2:
-        return {}
-    shapes = [(s.w, s.h) for s in strips]
-    sw, sh = max(set(shapes), key=shapes.count)
-    n = sw * sh
-    if n < 2:
-        return {}
-    group = np.array([i for i, shape in enumerate(shapes) if shape == (sw, sh)])
-    w = values.shape[1]
-    flat = values.reshape(-1)
-    origin = np.array([(strips[i].y - rect.y) * w + strips[i].x - rect.x for i in group.tolist()])
-
-    def at(local: NDArray[np.intp], which: NDArray[np.intp]) -> NDArray[np.intp]:
-        """Indices into ``flat`` of strip-local flat positions, for strips ``which`` of the group: (k, m)."""
-        rows, cols = np.divmod(local, sw)
-        index: NDArray[np.intp] = origin[which, None] + (rows * w + cols)[None, :]
-        return index
-
-    result: dict[int, _Full] = {}
-    left = np.arange(group.size)
-    for sample_size in (_SAMPLE // 4, _SAMPLE):  # as _classify: a small sample, then a bigger one
-        step = max(1, n // sample_size)
-        sample = np.sort(flat[at(np.arange(0, n, step), left)], axis=1)
-        many = 1 + np.count_nonzero(sample[:, 1:] != sample[:, :-1], axis=1) > limit
-        chosen = left[many]
-        left = left[~many]
-        if chosen.size:
-            # _full: the pixel pairs at every step-th pixel
-            idx = np.arange(0, n - 1, step)
-            a, b = flat[at(idx, chosen)], flat[at(idx + 1, chosen)]
-            changes = np.count_nonzero(a != b, axis=1)
-            photo_like = changes / idx.size >= JPEG_MIN_CHANGE
-            rough = np.zeros(chosen.size, dtype=np.intp)
-            if flat.dtype == np.uint32 and photo_like.any():
-                rough[photo_like] = rough_counts(a[photo_like], b[photo_like])
-            for j, g in enumerate(group[chosen].tolist()):
-                share = int(rough[j]) / idx.size if photo_like[j] else 0.0
-                result[g] = _Full(int(changes[j]) / idx.size, share)
-        if left.size == 0:
-            break
-    return result
-
-
-def _solid_margins(values: NDArray[Any]) -> tuple[int, int]:
-    """Widths of the single-colour column runs at the left and right edges of a strip."""
-    first = values[0]
-    col0, col1 = values[:, 0], values[:, -1]
-    if not (bool((col0 == col0[0]).all()) or bool((col1 == col1[0]).all())):
-        return 0, 0  # neither edge column is one colour: no margin (cheap test first)
-    constant = (values == first).all(axis=0)  # columns of one colour
-    left_colour, right_colour = first[0], first[-1]
-    left_ok = constant & (first == left_colour)
-    right_ok = constant & (first == right_colour)
-    w = values.shape[1]
-    left = w if left_ok.all() else int(np.argmin(left_ok))
-    right = w if right_ok.all() else int(np.argmin(right_ok[::-1]))
-    return left, right
-
-
-def _full(flat: NDArray[Any], step: int, change: float | None = None) -> _Full:
-    """A many-colour strip's :class:`_Full`, from the pixel pairs (each pixel and its right-hand neighbour) at
-    every ``step``-th pixel: the fraction that differ (``change``, when not known already; near 1 for
-    photographs and noise, small for text and UI) and the fraction that differ much (``rough``: see
-    :func:`.jpegutil.rough_share`; 0 for pixel values other than 0x00RRGGBB).
-    """
-    n = flat.size
-    if n < 2 or (change is not None and change < JPEG_MIN_CHANGE):
-        return _Full(0.0 if change is None else change, 0.0)  # never JPEG: its roughness does not matter
-    idx = np.arange(0, n - 1, step)
-    a, b = flat[idx], flat[idx + 1]
-    if change is None:
-        change = float(np.count_nonzero(a != b)) / idx.size
-    rough = rough_share(a, b) if flat.dtype == np.uint32 and change >= JPEG_MIN_CHANGE else 0.0
-    return _Full(change, rough)
 
 
 # --- pixel data ---------------------------------------------------------------------------------------------
@@ -517,10 +365,10 @@ class _TightBase(Encoder):
             sub_values = values[oy : oy + sub.h, ox : ox + sub.w]
             sub_pixels = pixels[oy : oy + sub.h, ox : ox + sub.w]
             tag: str | None = None
-            if isinstance(kind, _Solid):
+            if isinstance(kind, Solid):
                 tag = f"solid:{int(kind.colour[0])}"
             elif (
-                isinstance(kind, _Full)
+                isinstance(kind, Full)
                 and ctx.jpeg is not None
                 and kind.change >= JPEG_MIN_CHANGE
                 and (not ctx.jpeg_floor or _strip_keeps_quality(sub_pixels, ctx.jpeg, kind, verdicts))
@@ -536,41 +384,41 @@ class _TightBase(Encoder):
                 yield self._emit_run(ctx, frame, run, spread)
                 run = None
             if tag is not None:
-                run = (tag, sub, kind.colour if isinstance(kind, _Solid) else None)
+                run = (tag, sub, kind.colour if isinstance(kind, Solid) else None)
                 continue
             yield self._lossless_piece(ctx, sub, sub_pixels, sub_values, kind, spread)
         if run is not None:
             yield self._emit_run(ctx, frame, run, spread)
 
     @staticmethod
-    def _pieces(rect: Rect, values: NDArray[Any], max_colours: int, jpeg: bool) -> Iterator[tuple[Rect, _Kind]]:
+    def _pieces(rect: Rect, values: NDArray[Any], max_colours: int, jpeg: bool) -> Iterator[tuple[Rect, Kind]]:
         """The classified subrectangles of ``rect``: its strips, with a solid margin on the left or right
         of a strip (the empty part of text lines, page margins) carved off as a fill of its own.
         """
         strips = split_rect(rect)
-        many = _many_colour_strips(rect, values, strips, MAX_PALETTE if jpeg else max_colours)
+        many = many_colour_strips(rect, values, strips, MAX_PALETTE if jpeg else max_colours)
         for i, sub in enumerate(strips):
             ox, oy = sub.x - rect.x, sub.y - rect.y
             v = values[oy : oy + sub.h, ox : ox + sub.w]
             left = right = 0
             if sub.w >= 2 * MIN_SOLID_MARGIN and sub.w * sub.h >= MIN_SOLID_AREA:
-                left, right = _solid_margins(v)
+                left, right = solid_margins(v)
             if left == sub.w:  # solid strip
-                yield sub, _Solid(v[0, :1].copy())
+                yield sub, Solid(v[0, :1].copy())
                 continue
             left = left if left >= MIN_SOLID_MARGIN else 0
             right = right if right >= MIN_SOLID_MARGIN else 0
             if not (left or right):
                 kind = many.get(i)
-                yield sub, kind if kind is not None else _classify(v, max_colours, jpeg)
+                yield sub, kind if kind is not None else classify(v, max_colours, jpeg)
                 continue
             if left:
-                yield Rect(sub.x, sub.y, left, sub.h), _Solid(v[0, :1].copy())
+                yield Rect(sub.x, sub.y, left, sub.h), Solid(v[0, :1].copy())
             mid = Rect(sub.x + left, sub.y, sub.w - left - right, sub.h)
             if mid.w > 0:
-                yield mid, _classify(v[:, left : sub.w - right], max_colours, jpeg)
+                yield mid, classify(v[:, left : sub.w - right], max_colours, jpeg)
             if right:
-                yield Rect(sub.right - right, sub.y, right, sub.h), _Solid(v[0, -1:].copy())
+                yield Rect(sub.right - right, sub.y, right, sub.h), Solid(v[0, -1:].copy())
 
     def _emit_run(self, ctx: _Context, frame: FrameArray, run: _Run, spread: bool) -> _Piece:
         """A run of fills or JPEG strips as one rectangle; with ``spread``, a JPEG image is compressed on the
@@ -597,11 +445,11 @@ class _TightBase(Encoder):
         return self._header(rect) + bytes((ctl,)) + _tpixels(ctx, colour)
 
     @abc.abstractmethod
-    def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind) -> bytes:
+    def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: Kind) -> bytes:
         """A subrectangle that is neither a fill nor JPEG (zlib for Tight, PNG for TightPNG)."""
 
     def _lossless_piece(
-        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind, spread: bool
+        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: Kind, spread: bool
     ) -> _Piece:
         """:meth:`_lossless`, or with ``spread`` the same made on the pool where the encoding allows it."""
         return self._lossless(ctx, rect, pixels, values, kind)
@@ -612,21 +460,21 @@ class TightEncoder(_TightBase):
 
     encoding = Encoding.TIGHT
 
-    def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind) -> bytes:
+    def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: Kind) -> bytes:
         """BasicCompression with the palette, gradient or copy filter."""
-        if isinstance(kind, _Solid):  # only when a caller bypasses merging; still a fill
+        if isinstance(kind, Solid):  # only when a caller bypasses merging; still a fill
             return self._fill_rect(ctx, rect, kind.colour)
         return self._basic(rect, *_basic_plan(ctx, pixels, values, kind))
 
     def _lossless_piece(
-        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind, spread: bool
+        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: Kind, spread: bool
     ) -> _Piece:
         """With ``spread``, a full-colour strip's filter is chosen and applied on the pool, and every strip's
         data waits to be deflated with the update's others (:meth:`_deflate_all`)."""
-        if not spread or isinstance(kind, _Solid):
+        if not spread or isinstance(kind, Solid):
             return self._lossless(ctx, rect, pixels, values, kind)
         plan: _Plan | parallel.Deferred[_Plan]
-        if isinstance(kind, _Full):
+        if isinstance(kind, Full):
             plan = parallel.Deferred(_basic_plan, ctx, pixels, values, kind)
         else:
             plan = _basic_plan(ctx, pixels, values, kind)
@@ -661,10 +509,10 @@ def _tpixels(ctx: _Context, values: NDArray[Any]) -> bytes:
     return ctx.converter.to_bytes(values.reshape(1, -1) if values.ndim == 1 else values)
 
 
-def _basic_plan(ctx: _Context, pixels: FrameArray, values: NDArray[Any], kind: _Palette | _Full) -> _Plan:
+def _basic_plan(ctx: _Context, pixels: FrameArray, values: NDArray[Any], kind: Palette | Full) -> _Plan:
     """The stream, filter and data of a BasicCompression strip (palette, or full colour with the gradient
     filter, the copy filter or stored)."""
-    if isinstance(kind, _Palette):
+    if isinstance(kind, Palette):
         n = kind.colours.size
         head = bytes((FILTER_PALETTE, n - 1)) + _tpixels(ctx, kind.colours)
         # 2 colours: 1 bit per pixel, most significant bit leftmost, each row padded to a byte
@@ -694,7 +542,7 @@ ROUGH_REUSE = 0.05
 
 
 def _strip_keeps_quality(
-    pixels: FrameArray, settings: JpegSettings, kind: _Full, verdicts: list[tuple[float, bool]]
+    pixels: FrameArray, settings: JpegSettings, kind: Full, verdicts: list[tuple[float, bool]]
 ) -> bool:
     """Whether a many-colour strip keeps :data:`.jpegutil.JPEG_MIN_PSNR` as JPEG: at once unless it is rough
     (:data:`.jpegutil.ROUGH_SHARE`); then the verdict of an earlier strip of the same rectangle with about

@@ -33,17 +33,14 @@ from .tight import (
     CTL_PNG,
     FILTER_GRADIENT,
     _Context,
-    _Full,
-    _Kind,
-    _Palette,
     _Piece,
     _rgb_bytes_of_values,
     _rgb_of_bgrx,
-    _Solid,
     _TightBase,
     _trial,
     compact_length,
 )
+from .tightclassify import Full, Kind, Palette, Solid
 
 __all__ = ["TightPNGEncoder", "png_compress_level"]
 
@@ -149,29 +146,29 @@ class TightPNGEncoder(_TightBase):
         """TightPNG needs a TPIXEL format (32 bpp, depth 24, 8-bit channels)."""
         return is_tpixel_format(pixel_format)
 
-    def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind) -> bytes:
+    def _lossless(self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: Kind) -> bytes:
         """PngCompression: the control byte, a compact length and a PNG image of the subrectangle."""
-        if isinstance(kind, _Solid):
+        if isinstance(kind, Solid):
             return self._fill_rect(ctx, rect, kind.colour)
         return self._png_rect(ctx, rect, pixels, values, kind, CTL_PNG | self._streams.take_reset_bits())
 
     def _lossless_piece(
-        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Kind, spread: bool
+        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: Kind, spread: bool
     ) -> _Piece:
         """With ``spread``, the PNG image is made on the pool (PNGs share no state: any order decodes)."""
-        if not spread or isinstance(kind, _Solid):
+        if not spread or isinstance(kind, Solid):
             return self._lossless(ctx, rect, pixels, values, kind)
         ctl = CTL_PNG | self._streams.take_reset_bits()
         return parallel.Deferred(self._png_rect, ctx, rect, pixels, values, kind, ctl)
 
     def _png_rect(
-        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: _Palette | _Full, ctl: int
+        self, ctx: _Context, rect: Rect, pixels: FrameArray, values: NDArray[Any], kind: Palette | Full, ctl: int
     ) -> bytes:
         """PngCompression with control byte ``ctl``: the PNG image of a palette or full-colour strip."""
         level = png_compress_level(ctx.compress)
         if self._streams.backend is not zlib:
             level = _ISAL_LEVELS[ctx.compress][0]
-        if isinstance(kind, _Palette):
+        if isinstance(kind, Palette):
             bits = _png_bits(kind.colours.size)
             data = self._png.write(
                 rect.w,
