@@ -92,6 +92,8 @@ def test_flags_map_to_config(tmp_path: Path) -> None:
         "desk",
         "--max-clients",
         "3",
+        "--encode-threads",
+        "1",
         "--log-level",
         "DEBUG",
     )
@@ -107,6 +109,7 @@ def test_flags_map_to_config(tmp_path: Path) -> None:
         max_fps=24.5,
         desktop_name="desk",
         max_clients=3,
+        encode_threads=1,
         log_level="debug",
     )
 
@@ -197,6 +200,7 @@ def test_no_subcommand_exits_2() -> None:
         (["--listen", "nowhere"], None, "pyvnc: error: listen: 'nowhere' is not"),
         (["--listen", "0.0.0.0"], None, "pyvnc: error: listen: refusing to listen on 0.0.0.0"),
         (["--max-clients", "0"], None, "pyvnc: error: max_clients: must be an integer of at least 1"),
+        (["--encode-threads", "0"], None, "pyvnc: error: encode_threads: must be an integer from 1 to 256"),
         (["--password-file", "no-such-file"], None, "pyvnc: error: password_file: cannot read no-such-file"),
         (["--config", "missing.toml"], None, "pyvnc: error: cannot read config file missing.toml"),
         (["--bogus"], None, "pyvnc: error: unrecognized arguments: --bogus"),

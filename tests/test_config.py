@@ -39,6 +39,7 @@ def test_defaults() -> None:
     assert config.log_level == "info"
     assert config.desktop_name is None
     assert config.max_clients == 32
+    assert config.encode_threads is None
     assert config.max_pending_handshakes == 16
     assert config.handshake_timeout == 10.0
     assert config.max_cut_text == 1048576
@@ -134,6 +135,10 @@ def test_password_not_in_repr() -> None:
         ({"log_level": "verbose"}, "log_level: must be one of"),
         ({"desktop_name": 3}, "desktop_name: must be a string"),
         ({"max_clients": 0}, "max_clients: must be an integer of at least 1, got 0"),
+        ({"encode_threads": 0}, "encode_threads: must be an integer from 1 to 256, got 0"),
+        ({"encode_threads": 257}, "encode_threads: must be an integer from 1 to 256"),
+        ({"encode_threads": 2.0}, "encode_threads: must be an integer"),
+        ({"encode_threads": "all"}, "encode_threads: must be an integer"),
         ({"max_pending_handshakes": 0}, "max_pending_handshakes: must be an integer of at least 1"),
         ({"handshake_timeout": 0}, "handshake_timeout: must be a positive number of seconds"),
         ({"handshake_timeout": float("inf")}, "handshake_timeout: must be a positive number"),
@@ -160,6 +165,8 @@ def test_limits_accepted() -> None:
     )
     assert config.port == 0
     assert ServerConfig(port=65535).port == 65535
+    assert ServerConfig(encode_threads=1).encode_threads == 1
+    assert ServerConfig(encode_threads=256).encode_threads == 256
 
 
 def test_long_password_warns(caplog: pytest.LogCaptureFixture) -> None:

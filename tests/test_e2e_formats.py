@@ -435,3 +435,24 @@ async def test_painted_cursor_follows_what_is_under_it() -> None:
             await client.read_update()
             assert np.array_equal(client.fb, painted(picture, cursor, *pointer)), (cursor.width, pointer)
         await client.close()
+
+
+async def test_encode_threads_setting_applies_to_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``encode_threads`` sets how many threads big updates are spread over once the server starts; the
+    server still serves."""
+    from pyvnc.encoders import parallel
+
+    monkeypatch.setattr(parallel, "_cores", 2)
+    monkeypatch.setattr(parallel, "_pool", None)
+    source = PushSource(width=W, height=H)
+    rgb = frame_rgb()
+    source.push(rgb)
+    async with Server(ServerConfig(port=0, web_port=0, encode_threads=1), source=source) as server:
+        assert parallel.cores() == 1
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_pixel_format(FORMATS[0])
+        client.set_encodings([0])
+        client.request(incremental=False)
+        await client.read_update()
+        assert np.array_equal(client.fb, rgb)
+        await client.close()

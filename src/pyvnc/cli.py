@@ -39,6 +39,7 @@ _OVERRIDE_KEYS: tuple[str, ...] = (
     "geometry",
     "run",
     "max_fps",
+    "encode_threads",
     "desktop_name",
     "max_clients",
     "log_level",
@@ -215,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=_float_arg,
         help="most screen grabs per second, above 0 and at most 240 (default: 60)",
+    )
+    serve.add_argument(
+        "--encode-threads",
+        metavar="N",
+        type=_int_arg,
+        help="threads a big update is encoded on, 1 to 256; 1 keeps each update on one core (default: one per core)",
     )
     serve.add_argument(
         "--desktop-name",

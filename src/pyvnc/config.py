@@ -50,6 +50,8 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 #: VNC authentication (rfbproto 7.2.2) uses only the first 8 characters of a password.
 VNC_PASSWORD_LENGTH = 8
 MAX_PORT = 65535
+#: most threads ``encode_threads`` may name
+MAX_ENCODE_THREADS = 256
 MIN_GEOMETRY = 16
 MAX_GEOMETRY = 16384
 MAX_FPS = 240.0
@@ -180,6 +182,8 @@ class ServerConfig:
     run: str | None = None
     #: Upper bound on screen grabs per second.
     max_fps: float = 60.0
+    #: Threads a big update is encoded on (1 to 256); None: one per core. Applies to the whole process.
+    encode_threads: int | None = None
     #: Logging level: "debug", "info", "warning" or "error".
     log_level: str = "info"
     #: Desktop name sent to clients (ServerInit); None lets the server choose one.
@@ -224,6 +228,8 @@ class ServerConfig:
         if self.run is not None and not self.run.strip():
             raise ConfigError("run: must be a command, got an empty string")
         set_("max_fps", self._validate_max_fps(self.max_fps))
+        if self.encode_threads is not None:
+            set_("encode_threads", _check_int("encode_threads", self.encode_threads, 1, MAX_ENCODE_THREADS))
         set_("log_level", _check_choice("log_level", self.log_level, LOG_LEVELS))
         set_("desktop_name", _check_optional_str("desktop_name", self.desktop_name))
         set_("max_clients", _check_int("max_clients", self.max_clients, 1, None))

@@ -16,6 +16,7 @@ from types import TracebackType
 from ._malloc import tune_malloc
 from .capture.base import FrameSource
 from .config import ServerConfig
+from .encoders import parallel
 from .hub import FrameHub
 from .session import Session
 from .streams import Stream, TCPStream, format_peer, listening_addresses
@@ -82,6 +83,8 @@ class Server:
         self._started = True
         tune_malloc()
         cfg = self.config
+        if cfg.encode_threads is not None:
+            parallel.set_cores(cfg.encode_threads)
         if self._source is None:
             from .capture.factory import create_source
 
