@@ -278,3 +278,61 @@ async def test_desktop_changes_reach_viewer(
             source.push(fourth)
             await viewer.wait_exact(fourth)
     assert_used(used_encodings, encoding)
+
+
+BIG_WIDTH, BIG_HEIGHT = 1280, 720
+
+
+@pytest.fixture(scope="module")
+def big_viewer_display() -> Iterator[str]:
+    """An Xvfb for a remote desktop big enough that its full updates are spread over two threads."""
+    with private_xvfb(f"{BIG_WIDTH}x{BIG_HEIGHT}x24", "-br") as display:
+        yield display
+
+
+@pytest.mark.parametrize("image", ["desktop", "photo"])
+@pytest.mark.parametrize(
+    ("encoding", "extra", "exact"),
+    [
+        pytest.param("ZRLE", (), True, id="zrle"),
+        pytest.param("Tight", ("-NoJPEG=1",), True, id="tight-nojpeg"),
+        pytest.param("Tight", ("-NoJPEG=0", "-QualityLevel=8"), False, id="tight-jpeg8"),
+    ],
+)
+async def test_updates_spread_over_two_threads_reach_the_viewer(
+    big_viewer_display: str,
+    used_encodings: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    image: str,
+    encoding: str,
+    extra: tuple[str, ...],
+    exact: bool,
+) -> None:
+    """A 1280×720 desktop with encode_threads = 2: ZRLE's tile data made in bands and deflated in segments
+    side by side, Tight's strips filtered, JPEG-compressed and deflated in runs side by side; TigerVNC's
+    decoders (its own zlib inflaters) show the picture exactly, or at 30 dB with JPEG."""
+    from pyvnc.encoders import parallel
+
+    monkeypatch.setattr(parallel, "_cores", parallel.cores())  # restored afterwards, as is the pool
+    monkeypatch.setattr(parallel, "_pool", None)
+    handed_over: list[str] = []
+    original = parallel.pool
+
+    def spy() -> object:
+        handed_over.append("piece")
+        return original()
+
+    monkeypatch.setattr(parallel, "pool", spy)
+    frame = corpus_crop(image, x=300, y=200, w=BIG_WIDTH, h=BIG_HEIGHT)
+    source = PushSource(width=BIG_WIDTH, height=BIG_HEIGHT)
+    source.push(frame)
+    async with Server(ServerConfig(port=0, web_port=0, encode_threads=2), source=source) as server:
+        params = (f"-PreferredEncoding={encoding}", "-AutoSelect=0", *extra)
+        async with run_viewer(big_viewer_display, server.port, tmp_path / "home", *params) as viewer:
+            if exact:
+                await viewer.wait_exact(frame)
+            else:
+                assert psnr(await viewer.wait_settled(frame, min_psnr=30.0), frame) >= 30.0
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
+    assert handed_over  # work really was handed to the pool

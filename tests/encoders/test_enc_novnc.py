@@ -57,8 +57,12 @@ def test_corpus_crops(encoding: str) -> None:
 
 @requires_corpus
 @pytest.mark.parametrize("encoding", ENCODINGS)
-def test_full_frames(encoding: str) -> None:
-    """Full 1920×1080 frames: terminal then desktop on one connection (stream state carried over)."""
+def test_full_frames(encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full 1920×1080 frames: terminal then desktop on one connection (stream state carried over), spread over
+    two threads whatever this machine has (bands of tile data, deflate segments side by side)."""
+    from pyvnc.encoders import parallel
+
+    monkeypatch.setattr(parallel, "_cores", 2)
     enc = ENCODERS[encoding]()
     full = Rect(0, 0, 1920, 1080)
     names = ("terminal", "desktop") if encoding != "rre" else ("webpage", "terminal")
