@@ -113,8 +113,11 @@ def split_solid(frame: FrameArray, rect: Rect, min_area: int = MIN_SOLID_AREA) -
         y, x0, x1, height = int(rows[i]), int(x0s[i]), int(x1s[i]), int(tallest[i])
         if used[y : y + height, x0:x1].any():
             # rectangles grown from above took part of it: the longest free stretch of the row, grown anew
+            row = used[y, x0:x1].tobytes()
+            if row.count(0) * height < min_blocks:
+                continue  # not even every free block of the row together would make a fill
             best, at, offset = 0, 0, 0
-            for stretch in used[y, x0:x1].tobytes().split(b"\x01"):
+            for stretch in row.split(b"\x01"):
                 if len(stretch) > best:
                     best, at = len(stretch), offset
                 offset += len(stretch) + 1
