@@ -60,7 +60,7 @@ def threads_running(monkeypatch: pytest.MonkeyPatch, module: object, name: str, 
 # --- the pool helpers ------------------------------------------------------------------------------------------
 
 
-def test_map_pieces_keeps_order_and_uses_two_threads(two_cores: None) -> None:
+def test_map_pieces_keeps_order_and_uses_two_threads_only_with_two_cores(two_cores: None) -> None:
     threads: set[str] = set()
 
     def work(i: int) -> int:
@@ -70,6 +70,10 @@ def test_map_pieces_keeps_order_and_uses_two_threads(two_cores: None) -> None:
 
     assert parallel.map_pieces(work, list(range(5))) == [0, 1, 4, 9, 16]
     assert len(threads) == 2 and threading.current_thread().name in threads
+    threads.clear()
+    parallel.set_cores(1)  # the fixture restores the count
+    assert parallel.map_pieces(work, list(range(3))) == [0, 1, 4]
+    assert threads == {threading.current_thread().name}
 
 
 def test_map_pieces_raises_once_every_piece_is_done(two_cores: None) -> None:
@@ -337,3 +341,34 @@ def test_tightpng_images_on_two_threads_same_bytes(two_cores: None, monkeypatch:
     assert len(threads) == 2
     set_cores(monkeypatch, 1)
     assert b"".join(TightPNGEncoder().encode(job)) == spread
+
+
+@needs_corpus
+@pytest.mark.parametrize("image", ["terminal", "webpage"])
+def test_zrle_fills_and_rectangles_in_order_with_bands_side_by_side(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch, image: str
+) -> None:
+    """Through the encode manager (fills between the rectangles on ZRLE's one stream): the tile data of all
+    rectangles is made in bands on two threads, and the stream carries exactly what one thread sends
+    rectangle by rectangle, fills included, in the same order."""
+    from pyvnc.encoders.select import EncoderSelector
+
+    job = EncodeJob(corpus_frame(image), (FULL,), NOVNC_PF, compress=2)
+    threads = threads_running(monkeypatch, zrle, "zrle_data", 0.001)
+    selector = EncoderSelector()
+    selector.configure([16])
+    _used, spread = selector.encode(job)
+    assert len(threads) == 2
+    set_cores(monkeypatch, 1)
+    threads.clear()
+    one = EncoderSelector()
+    one.configure([16])
+    _used, alone = one.encode(job)
+    assert len(threads) == 1
+    assert [r[:12] for r in spread] == [r[:12] for r in alone]  # the same rectangles in the same order
+
+    def stream(rects: list[bytes]) -> bytes:
+        inflater = zlib.decompressobj()
+        return b"".join(inflater.decompress(r[16:]) for r in rects)
+
+    assert stream(spread) == stream(alone)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from ..capture.base import FrameArray
 from ..protocol.pixelformat import PixelFormat
@@ -47,4 +48,23 @@ class Encoder(abc.ABC):
         out: list[bytes] = []
         for rect in job.rects:
             out.extend(self.encode_rect(job, rect))
+        return out
+
+    def encode_with_fills(self, job: EncodeJob, items: Sequence[tuple[Rect, bool]]) -> list[bytes]:
+        """Encode ``items`` in their order: (rectangle, True) through :meth:`encode_fill`, (rectangle, False)
+        as :meth:`encode` would. A stateful encoder's stream then carries fills and the rest in the order they
+        are sent. ``job.rects`` is ignored. Encoders that can prepare the rectangles side by side override it.
+        """
+        out: list[bytes] = []
+        batch: list[Rect] = []
+        for rect, fill in items:
+            if fill:
+                if batch:
+                    out.extend(self.encode(replace(job, rects=tuple(batch))))
+                    batch = []
+                out.extend(self.encode_fill(job, rect))
+            else:
+                batch.append(rect)
+        if batch:
+            out.extend(self.encode(replace(job, rects=tuple(batch))))
         return out

@@ -92,9 +92,10 @@ def gather(deferred: Sequence[Deferred[R]]) -> list[R]:
 
 
 def map_pieces(fn: Callable[[T], R], pieces: Sequence[T]) -> list[R]:
-    """``[fn(p) for p in pieces]`` on the calling thread and the pool at the same time, the results in the order
-    of ``pieces``. An exception of any piece is raised here, once every piece is done."""
-    if len(pieces) < 2:
+    """``[fn(p) for p in pieces]`` on the calling thread and the pool at the same time (on the calling thread
+    alone when :func:`cores` is 1), the results in the order of ``pieces``. An exception of any piece is raised
+    here, once every piece is done."""
+    if len(pieces) < 2 or _cores < 2:
         return [fn(p) for p in pieces]
     deferred = [Deferred(fn, p) for p in pieces[1:]]
     try:

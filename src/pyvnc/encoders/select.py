@@ -224,31 +224,14 @@ class EncoderSelector:
             encoder = self.encoder(encoding)
             if encoding == table[Kind.SOLID] and fills:
                 # one compression stream: fills and the rest interleaved in the order they are sent
-                streams.append(self._encode_interleaved(encoder, job, fills, rects))
+                items = sorted([(r, True) for r in fills] + [(r, False) for r in rects], key=lambda i: _position(i[0]))
+                streams.append(encoder.encode_with_fills(job, items))
                 continue
             ordered = tuple(sorted(rects, key=_position))
             streams.append(self._encode_with(encoder, replace(job, rects=ordered)))
         if len(streams) == 1:
             return frozenset(used), streams[0]
         return frozenset(used), list(heapq.merge(*streams, key=_header_position))
-
-    @staticmethod
-    def _encode_interleaved(encoder: Encoder, job: EncodeJob, fills: list[Rect], rects: list[Rect]) -> list[bytes]:
-        """Fills and other rectangles through one (stateful) encoder, in reading order."""
-        items = sorted([(_position(r), True, r) for r in fills] + [(_position(r), False, r) for r in rects])
-        out: list[bytes] = []
-        batch: list[Rect] = []
-        for _, fill, rect in items:
-            if fill:
-                if batch:
-                    out.extend(encoder.encode(replace(job, rects=tuple(batch))))
-                    batch = []
-                out.extend(encoder.encode_fill(job, rect))
-            else:
-                batch.append(rect)
-        if batch:
-            out.extend(encoder.encode(replace(job, rects=tuple(batch))))
-        return out
 
     @staticmethod
     def _encode_with(encoder: Encoder, job: EncodeJob) -> list[bytes]:

@@ -17,6 +17,8 @@ whose colour bits fit in 3 bytes (see :func:`.classify.layout_for`), else whole 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..protocol.constants import Encoding
@@ -38,6 +40,8 @@ from .classify import (
 from .zlibenc import LENGTH, ZlibStream
 
 TILE = 64
+#: bands of tile rows per core that a big update's tile data is made in (:func:`tile_data`)
+BANDS_PER_CORE = 3
 
 # subencodings (rfbproto 7.7.6)
 RAW = 0
@@ -60,15 +64,24 @@ class ZRLEEncoder(Encoder):
         self.stream = ZlibStream(use_isal, small_blocks=True)
 
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
+        return self.encode_with_fills(job, [(rect, False)])
+
+    def encode(self, job: EncodeJob) -> list[bytes]:
+        return self.encode_with_fills(job, [(rect, False) for rect in job.rects])
+
+    def encode_with_fills(self, job: EncodeJob, items: Sequence[tuple[Rect, bool]]) -> list[bytes]:
+        """The tile data of every rectangle that is not a fill is made first, side by side on the cores for
+        a big update; then fills and rectangles go through the stream in the order of ``items``."""
         layout = layout_for(job.pixel_format)
-        # a big rectangle's tile data is made in bands of whole tile rows, one per core at the same time: tiles
-        # go left to right, top to bottom, so the bands' data joined is the rectangle's
-        parts = parallel.cores() if rect.area >= parallel.SPLIT_PIXELS else 1
-        rows = -(-rect.h // TILE // parts) * TILE
-        bands = [rect._replace(y=y, h=min(rows, rect.bottom - y)) for y in range(rect.y, rect.bottom, rows)]
-        tile_data = parallel.map_pieces(lambda band: zrle_data(client_values(job, band), layout), bands)
-        data = self.stream.compress(b"".join(tile_data), job.compress)
-        return [rect_header(*rect, Encoding.ZRLE) + LENGTH.pack(len(data)) + data]
+        data = iter(tile_data(job, [rect for rect, fill in items if not fill], layout))
+        out: list[bytes] = []
+        for rect, fill in items:
+            if fill:
+                out.extend(self.encode_fill(job, rect))
+            else:
+                z = self.stream.compress(next(data), job.compress)
+                out.append(rect_header(*rect, Encoding.ZRLE) + LENGTH.pack(len(z)) + z)
+        return out
 
     def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """Every 64×64 tile a solid tile (subencoding 1 and one CPIXEL), through the stream as usual."""
@@ -77,6 +90,30 @@ class ZRLEEncoder(Encoder):
         tiles = -(-rect.w // TILE) * -(-rect.h // TILE)
         data = self.stream.compress((bytes((SOLID,)) + cpixel) * tiles, job.compress)
         return [rect_header(*rect, Encoding.ZRLE) + LENGTH.pack(len(data)) + data]
+
+
+def tile_data(job: EncodeJob, rects: Sequence[Rect], layout: PixelLayout) -> list[bytes]:
+    """The uncompressed ZRLE tile data of each of ``rects`` (of ``job``'s frame).
+
+    A big update's rectangles are cut into bands of whole tile rows, a few for each core, and the bands are
+    made side by side; tiles go left to right, top to bottom, so a rectangle's bands
+    joined are its tile data."""
+    total = sum(r.area for r in rects)
+    parts = parallel.cores() if total >= parallel.SPLIT_PIXELS else 1
+    # a few bands per core, so that the caller, taking up the bands no pool thread has started, evens out
+    # rectangles of unequal sizes
+    share = -(-total // (parts * BANDS_PER_CORE))
+    bands: list[tuple[int, Rect]] = []
+    for i, rect in enumerate(rects):
+        if rect.area == 0:
+            continue  # no tiles
+        rows = max(TILE, -(-share // rect.w // TILE) * TILE) if parts > 1 else rect.h
+        bands.extend((i, rect._replace(y=y, h=min(rows, rect.bottom - y))) for y in range(rect.y, rect.bottom, rows))
+    made = parallel.map_pieces(lambda band: zrle_data(client_values(job, band[1]), layout), bands)
+    out: list[list[bytes]] = [[] for _ in rects]
+    for (i, _), data in zip(bands, made, strict=True):
+        out[i].append(data)
+    return [b"".join(pieces) for pieces in out]
 
 
 def zrle_data(values: Values, layout: PixelLayout) -> bytes:
