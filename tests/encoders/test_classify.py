@@ -54,6 +54,29 @@ def test_solid_tiles_agree_with_the_tiles(h: int, w: int) -> None:
         row = grid.tiles[i, 0, : grid.tw[i]]
         assert bool(top[i]) == bool((row == row[0]).all()), i
     assert not (solid & ~top).any()  # a one-colour tile has a one-colour top row
+    # told which tiles can be one colour, it finds the same
+    assert np.array_equal(solid_tiles(values, 16, top)[0], solid)
+
+
+@pytest.mark.parametrize("busy_rows", [0, 1, 3, 5])
+def test_solid_tiles_skip_bands_without_candidates(busy_rows: int) -> None:
+    """Bands of tile rows where no tile can be one colour are not compared, yet the answer is the same; with
+    ``maybe`` wrong for a band (a one-colour tile not marked), that band's tiles come out False."""
+    values = blocky(6 * 16 + 5, 200, np.uint32, busy_rows)
+    noisy = np.random.default_rng(busy_rows).integers(0, 1 << 24, values.shape).astype(np.uint32)
+    rows = np.arange(values.shape[0]) // 16 >= busy_rows  # the top busy_rows bands are blocky, the rest noise
+    values = np.where(rows[:, None], noisy, values)
+    solid, _ = solid_tiles(values, 16)
+    top = top_rows_constant(values, 16)
+    assert np.array_equal(solid_tiles(values, 16, top)[0], solid)
+    if busy_rows:
+        assert solid.any()
+        hidden = top.copy().reshape(7, -1)
+        hidden[0] = False  # band 0 said to hold no candidate: with few candidate bands it is skipped
+        got = solid_tiles(values, 16, hidden.reshape(-1))[0].reshape(7, -1)
+        if (busy_rows - 1) * 2 < 7:  # the candidate bands left are few enough to be picked out
+            assert not got[0].any()
+        assert np.array_equal(got[1:], solid.reshape(7, -1)[1:])
 
 
 @pytest.mark.parametrize("pf", [NATIVE, RGB565], ids=["native", "rgb565"])

@@ -215,30 +215,42 @@ def top_rows_constant(values: Values, size: int) -> Bools:
     return constant
 
 
-def solid_tiles(values: Values, size: int) -> tuple[Bools, Values]:
+def solid_tiles(values: Values, size: int, maybe: Bools | None = None) -> tuple[Bools, Values]:
     """Which ``size``×``size`` tiles of (h, w) pixel values (cut as :func:`split_tiles` cuts them) are one colour,
     and each tile's top-left pixel value: both of shape (N,), without copying the pixels into tiles.
 
     Every pixel is compared with its tile's top-left pixel, a band of tile rows at a time (whole rows: long
     inner loops), and the flags of each tile are AND-ed 8 at a time as 64-bit words down its rows. Padding
-    past the right edge counts as equal. ``size`` is a multiple of 8.
+    past the right edge counts as equal. ``size`` is a multiple of 8. ``maybe`` (N,), if given, marks the
+    only tiles that can be one colour (say, :func:`top_rows_constant`): where fewer than half the bands of
+    tile rows hold any (a photograph: a quarter), only those bands are compared.
     """
     h, w = values.shape
     ntx = -(-w // size)
     nty = -(-h // size)
     first = np.ascontiguousarray(values[::size, ::size])
-    solid = np.empty((nty, ntx), dtype=np.bool_)
+    solid = np.zeros((nty, ntx), dtype=np.bool_)
     words_per_tile = size // 8
+    candidates: Bools = np.ones(nty, dtype=np.bool_) if maybe is None else np.any(maybe.reshape(nty, ntx), axis=1)
     for y0, rows in ((0, h - h % size), (h - h % size, h % size)):  # whole tile rows, then a partial one
         if rows == 0:
             continue
         bands = -(-rows // size)
         band_h = min(size, rows)
-        ref = np.repeat(first[y0 // size : y0 // size + bands], size, axis=1)[:, :w]
-        eq = np.ones((bands, band_h, ntx * size), dtype=np.bool_)
-        np.equal(values[y0 : y0 + rows].reshape(bands, band_h, w), ref[:, None, :], out=eq[:, :, :w])
+        t0 = y0 // size
+        which = np.flatnonzero(candidates[t0 : t0 + bands])
+        if which.size == 0:
+            continue
+        block = values[y0 : y0 + rows].reshape(bands, band_h, w)
+        if which.size * 2 < bands:
+            block = block[which]  # only the bands that can hold a one-colour tile (copied: worth it if few)
+        else:
+            which = np.arange(bands)
+        ref = np.repeat(first[t0 + which], size, axis=1)[:, :w]
+        eq = np.ones((which.size, band_h, ntx * size), dtype=np.bool_)
+        np.equal(block, ref[:, None, :], out=eq[:, :, :w])
         down = np.bitwise_and.reduce(eq.view(np.uint64), axis=1)  # (bands, ntx * words_per_tile)
-        solid[y0 // size : y0 // size + bands] = (down.reshape(bands, ntx, words_per_tile) == ALL_TRUE).all(axis=2)
+        solid[t0 + which] = (down.reshape(which.size, ntx, words_per_tile) == ALL_TRUE).all(axis=2)
     return solid.reshape(-1), first.reshape(-1)
 
 

@@ -47,22 +47,22 @@ def _block_words(frame: FrameArray, rect: Rect) -> NDArray[np.uint32]:
     return words[..., 0]
 
 
-def _block_keys(frame: FrameArray, rect: Rect) -> NDArray[np.int64]:
+def _block_keys(frame: FrameArray, rect: Rect, maybe: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
     """For the whole 16×16 blocks of ``rect``: the block's colour (0xRRGGBB) where it is one colour, else -1.
 
     Whole BGRX words are compared (:func:`.classify.solid_tiles`), so a block whose X bytes differ counts as
     mixed (sources keep X constant).
     """
     bh, bw = rect.h // BLOCK, rect.w // BLOCK
-    solid, first = solid_tiles(_block_words(frame, rect), BLOCK)
+    solid, first = solid_tiles(_block_words(frame, rect), BLOCK, maybe)
     colours = (first & np.uint32(0xFFFFFF)).astype(np.int64)
     return np.where(solid, colours, np.int64(-1)).reshape(bh, bw)
 
 
-def _top_rows_constant(frame: FrameArray, rect: Rect) -> int:
-    """How many whole 16×16 blocks of ``rect`` have a one-colour top row: a bound on the one-colour blocks
-    that reads a sixteenth of the pixels, so photo-like rectangles are turned away cheaply."""
-    return int(np.count_nonzero(top_rows_constant(_block_words(frame, rect), BLOCK)))
+def _top_rows_constant(frame: FrameArray, rect: Rect) -> NDArray[np.bool_]:
+    """Which whole 16×16 blocks of ``rect`` have a one-colour top row: the blocks that can be one colour,
+    found from a sixteenth of the pixels, so photo-like rectangles are turned away cheaply."""
+    return top_rows_constant(_block_words(frame, rect), BLOCK)
 
 
 def _heights(keys: NDArray[np.int64]) -> NDArray[np.intp]:
@@ -94,9 +94,10 @@ def split_solid(frame: FrameArray, rect: Rect, min_area: int = MIN_SOLID_AREA) -
     if rect.area < max(min_area, MIN_SEARCH_AREA) or rect.w < BLOCK or rect.h < BLOCK:
         return SolidSplit([], [rect])
     min_blocks = -(-min_area // (BLOCK * BLOCK))
-    if _top_rows_constant(frame, rect) < min_blocks:
+    maybe = _top_rows_constant(frame, rect)
+    if np.count_nonzero(maybe) < min_blocks:
         return SolidSplit([], [rect])  # photos, noise: too few blocks can be one colour to make one fill
-    keys = _block_keys(frame, rect)
+    keys = _block_keys(frame, rect, maybe)
     bh, bw = keys.shape
     rows, x0s, x1s = _row_runs(keys)
     if len(rows) == 0:
