@@ -189,7 +189,7 @@ def test_zrle_tile_data_in_bands_is_the_whole_rectangles(
     frame = corpus_frame(image)
     job = EncodeJob(frame, (FULL,), NOVNC_PF, compress=2)
     whole = zrle.zrle_data(client_values(job, FULL), layout_for(NOVNC_PF))
-    threads = threads_running(monkeypatch, zrle, "zrle_data")
+    threads = threads_running(monkeypatch, zrle, "zrle_data", 0.002)
     (out,) = zrle.ZRLEEncoder().encode(job)
     assert len(threads) == 2
     assert zlib.decompressobj().decompress(out[16:]) == whole
