@@ -294,3 +294,28 @@ def test_novnc_every_filter_and_sequence() -> None:
         assert np.array_equal(g, e), f"update {i} ({plan[i]}) differs"
     for key in ("fill", "basic0", "basic1", "basic2", "basic3"):
         assert ref_stats.get(key, 0) > 0, ref_stats
+
+
+@pytest.mark.parametrize("image", ["terminal", "photo"])
+def test_x_byte_of_the_frame_never_changes_what_the_client_sees(image: str) -> None:
+    """Tight classifies full-width rectangles on the frame's BGRX words as they are, X byte included: a
+    constant X (any value) gives byte for byte the same update as X = 0, and an X that varies from pixel to
+    pixel (no source does that) still decodes exactly, losslessly and through JPEG."""
+    frame = corpus_frame(image)
+    full = Rect(0, 0, 1920, 1080)
+    constant = frame.copy()
+    constant[..., 3] = 255
+    varying = frame.copy()
+    varying[..., 3] = np.random.default_rng(4).integers(0, 256, frame.shape[:2])
+    for quality in (None, 8):
+
+        def update(f: NDArray[np.uint8], q: int | None = quality) -> list[bytes]:
+            return TightEncoder().encode(EncodeJob(f, (full,), NOVNC_PF, quality=q, compress=2))
+
+        assert b"".join(update(constant)) == b"".join(update(frame))
+        ref = TightReference(NOVNC_PF, 1920, 1080)
+        ref.feed(update(varying))
+        if quality is None:
+            assert np.array_equal(ref.fb, frame_rgb(frame))
+        else:
+            assert psnr(ref.fb, frame_rgb(frame)) >= 30.0

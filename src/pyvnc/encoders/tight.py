@@ -344,9 +344,21 @@ class _TightBase(Encoder):
     # --- rectangle level -----------------------------------------------------------------------------------
 
     def _values(self, ctx: _Context, pixels: FrameArray) -> NDArray[Any]:
-        """(h, w) pixel values to classify on: 0x00RRGGBB for TPIXEL formats, else the client's pixels."""
+        """(h, w) pixel values to classify on: for TPIXEL formats the BGRX words (0xXXRRGGBB), else the
+        client's pixels.
+
+        Where the rows are contiguous (full-width rectangles) the words are a read-only view of the frame: no
+        pass over the pixels (0.3-0.8 ms a 1080p frame). The X byte then rides along in the top byte. Sources
+        keep it constant (the fill search assumes so too), and where one does not, colours that differ only in
+        it are merely told apart (an extra palette entry, a fill not merged): what the client sees is the same,
+        as TPIXELs carry R, G and B only."""
         if ctx.tpixel:
-            return pixels.view("<u4")[..., 0] & np.uint32(0xFFFFFF)
+            words: NDArray[np.uint32] = pixels.view("<u4")[..., 0]
+            if words.flags.c_contiguous:
+                view = words.view()
+                view.flags.writeable = False
+                return view
+            return words & np.uint32(0xFFFFFF)
         assert ctx.converter is not None
         return ctx.converter.convert_array(pixels)
 
