@@ -87,10 +87,12 @@ async def source(display: str) -> AsyncIterator[tuple[X11Source, FakeSink]]:
         await src.stop()
 
 
-def xclip_out(display: str, selection: str, target: str | None = None) -> bytes:
+def xclip_out(display: str, selection: str, target: str | None = None, check: bool = True) -> bytes:
+    """The selection's contents as ``xclip -o`` reads them. With ``check`` False, a selection nobody owns yet
+    (xclip exits 1) reads as empty, for polling."""
     args = ["xclip", "-selection", selection, "-o"] + (["-t", target] if target else [])
     env = dict(os.environ, DISPLAY=display)
-    return subprocess.run(args, env=env, capture_output=True, timeout=10, check=True).stdout
+    return subprocess.run(args, env=env, capture_output=True, timeout=10, check=check).stdout
 
 
 class XclipOwner:
@@ -125,7 +127,7 @@ async def test_client_text_is_pasteable_from_clipboard_and_primary(
     src.cut_text(text)
     for selection in ("clipboard", "primary"):
         deadline = time.monotonic() + 5
-        while (out := await asyncio.to_thread(xclip_out, display, selection)) != text.encode():
+        while (out := await asyncio.to_thread(xclip_out, display, selection, None, False)) != text.encode():
             assert time.monotonic() < deadline, out
             await asyncio.sleep(0.02)
     targets = (await asyncio.to_thread(xclip_out, display, "clipboard", "TARGETS")).split()
@@ -143,7 +145,7 @@ async def test_large_client_text_goes_incrementally(display: str) -> None:
         text = "0123456789abcdef" * 40_000  # 640 kB: more than one X request holds, so INCR
         src.cut_text(text)
         deadline = time.monotonic() + 10
-        while (out := await asyncio.to_thread(xclip_out, display, "clipboard")) != text.encode():
+        while (out := await asyncio.to_thread(xclip_out, display, "clipboard", None, False)) != text.encode():
             assert time.monotonic() < deadline, len(out)
             await asyncio.sleep(0.05)
     finally:
