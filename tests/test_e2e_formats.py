@@ -456,3 +456,59 @@ async def test_encode_threads_setting_applies_to_the_process(monkeypatch: pytest
         await client.read_update()
         assert np.array_equal(client.fb, rgb)
         await client.close()
+
+
+async def read_encoded_update(client: RFBClient) -> list[bytes]:
+    """One FramebufferUpdate of Zlib / ZRLE rectangles, each as header + length + data (for RefDecoder)."""
+    assert (await client.read(1))[0] == 0, "a FramebufferUpdate was expected"
+    (n,) = struct.unpack(">xH", await client.read(3))
+    rects = []
+    for _ in range(n):
+        header = await client.read(12)
+        enc = struct.unpack(">i", header[8:])[0]
+        assert enc in (6, 16), enc
+        length = await client.read(4)
+        rects.append(header + length + await client.read(struct.unpack(">I", length)[0]))
+    return rects
+
+
+@pytest.mark.parametrize("encoding", [6, 16], ids=["zlib", "zrle"])
+async def test_two_clients_big_updates_spread_at_once(monkeypatch: pytest.MonkeyPatch, encoding: int) -> None:
+    """Two clients of one server ask for full 1280×720 updates at the same time, round after round, while the
+    picture changes: both sessions' updates are spread over the one shared pool (deflate segments side by
+    side, ZRLE bands), each on its own stream, and both clients decode every update exactly."""
+    from encoders.refdecoders import RefDecoder
+
+    from pyvnc.encoders import parallel
+
+    monkeypatch.setattr(parallel, "_cores", 2)
+    monkeypatch.setattr(parallel, "_pool", None)
+    handed_over: list[int] = []
+    original = parallel.pool
+
+    def spy() -> object:
+        handed_over.append(1)
+        return original()
+
+    monkeypatch.setattr(parallel, "pool", spy)
+    w, h = 1280, 720
+    pf = FORMATS[0]
+    source = PushSource(width=w, height=h)
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        clients = [await RFBClient.connect("127.0.0.1", server.port) for _ in range(2)]
+        decoders = [RefDecoder(pf, w, h) for _ in clients]
+        for c in clients:
+            c.set_pixel_format(pf)
+            c.set_encodings([encoding])
+        for round_ in range(3):
+            rgb = frame_rgb(seed=round_, h=h, w=w) // 64 * 64  # few levels: compressible, yet busy
+            source.push(rgb)  # on the loop's thread: published at once
+            for c in clients:
+                c.request(incremental=False)
+            updates = await asyncio.gather(*(read_encoded_update(c) for c in clients))
+            for dec, update in zip(decoders, updates, strict=True):
+                dec.decode(b"".join(update))
+                assert np.array_equal(dec.fb, rgb), round_
+        for c in clients:
+            await c.close()
+    assert handed_over  # the work went to the pool
