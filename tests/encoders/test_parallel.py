@@ -91,6 +91,26 @@ def test_map_pieces_raises_once_every_piece_is_done(two_cores: None) -> None:
     assert sorted(done) == [0, 1, 3]
 
 
+def test_gather_finishes_every_piece_before_raising(two_cores: None) -> None:
+    """A piece the caller runs itself raises: the pieces before it still run, and the pool's are waited for."""
+    release = threading.Event()
+    done: list[int] = []
+
+    def work(i: int) -> int:
+        if i == 0:
+            release.wait(5.0)  # on the pool thread: still running when the caller raises below
+        if i == 3:
+            raise ValueError("piece 3")
+        done.append(i)
+        return i
+
+    pieces = [parallel.Deferred(work, i) for i in range(5)]
+    threading.Timer(0.05, release.set).start()
+    with pytest.raises(ValueError, match="piece 3"):
+        parallel.gather(pieces)
+    assert sorted(done) == [0, 1, 2, 4]
+
+
 def test_gather_runs_pieces_no_pool_thread_started_on_the_caller(two_cores: None) -> None:
     """With the pool thread busy, the caller runs the waiting pieces itself instead of waiting."""
     release = threading.Event()

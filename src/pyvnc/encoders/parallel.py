@@ -16,9 +16,9 @@ cores busy regardless.)
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,7 +59,7 @@ def pool() -> ThreadPoolExecutor:
 
 class Deferred(Generic[R]):
     """``fn(*args)`` handed to the pool. If no pool thread has started it by the time the caller has nothing
-    else to do, the caller runs it itself (:meth:`steal`, :func:`gather`) rather than wait."""
+    else to do, the caller runs it itself (:meth:`steal`, :func:`settle`) rather than wait."""
 
     def __init__(self, fn: Callable[..., R], *args: object) -> None:
         self._fn = fn
@@ -67,27 +67,46 @@ class Deferred(Generic[R]):
         self._future: Future[R] = pool().submit(fn, *args)
         self._stolen = False
         self._value: R | None = None
+        self._error: BaseException | None = None
 
     def steal(self) -> None:
-        """Run ``fn`` on the calling thread now, unless a pool thread has already started it."""
+        """Run ``fn`` on the calling thread now, unless a pool thread has already started it (an exception is
+        kept for :meth:`result`)."""
         if not self._stolen and self._future.cancel():
-            self._value = self._fn(*self._args)
             self._stolen = True
+            try:
+                self._value = self._fn(*self._args)
+            except BaseException as exc:  # re-raised by result()
+                self._error = exc
+
+    def done(self) -> bool:
+        """Whether the result is ready: ``fn`` was run here or has finished on the pool."""
+        return self._stolen or self._future.done()
 
     def result(self) -> R:
         """The result (an exception of ``fn`` is raised here)."""
         self.steal()
-        if self._stolen:
-            return self._value  # type: ignore[return-value]
-        return self._future.result()
+        if not self._stolen:
+            return self._future.result()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+def settle(deferred: Iterable[Deferred[Any]]) -> None:
+    """Finish every one of ``deferred``: the caller runs the pieces no pool thread has started, from the last
+    one back, while the pool works from the first one on (waiting in order instead would let the pool thread
+    take each next piece first and leave the caller idle), then waits for the ones the pool has."""
+    pending = list(deferred)
+    for d in reversed(pending):
+        d.steal()
+    wait([d._future for d in pending if not d.done()])
 
 
 def gather(deferred: Sequence[Deferred[R]]) -> list[R]:
-    """The results of ``deferred``, in order. The caller runs the pieces no pool thread has started, from the
-    last one back, while the pool works from the first one on: waiting in order instead would let the pool
-    thread take each next piece first and leave the caller idle."""
-    for d in reversed(deferred):
-        d.steal()
+    """The results of ``deferred``, in order, once all are finished (:func:`settle`); the first exception of
+    any of them is raised."""
+    settle(deferred)
     return [d.result() for d in deferred]
 
 

@@ -321,12 +321,14 @@ class _TightBase(Encoder):
 
     def _resolved(self, pieces: list[_Piece]) -> list[bytes]:
         """The rectangles of ``pieces``: the caller takes up work no pool thread has started (from the last
-        piece back, :func:`.parallel.gather`), then BasicCompression data is deflated, all of it at once."""
-        for p in reversed(pieces):
+        piece back, :func:`.parallel.settle`), then BasicCompression data is deflated, all of it at once."""
+        waiting: list[parallel.Deferred[Any]] = []
+        for p in pieces:
             if isinstance(p, parallel.Deferred):
-                p.steal()
+                waiting.append(p)
             elif isinstance(p, _Basic) and isinstance(p.plan, parallel.Deferred):
-                p.plan.steal()
+                waiting.append(p.plan)
+        parallel.settle(waiting)
         basics = [p for p in pieces if isinstance(p, _Basic)]
         deflated = iter(self._deflate_all(basics) if basics else [])
         return [p if isinstance(p, bytes) else next(deflated) if isinstance(p, _Basic) else p.result() for p in pieces]
