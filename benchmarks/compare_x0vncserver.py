@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/compare_x0vncserver.py [--frames N] [--images a,b] [--encodings a,b]
                                                        [--compress N] [--x0 /usr/bin/X0tigervnc]
+                                                       [--encode-threads N]
 
 For each corpus image it starts an Xvfb at 1920×1080×24 showing the image (``display -window root``), runs
 ``X0tigervnc -display :N -rfbport P -localhost=1 -SecurityTypes None`` and ``pyvnc serve --source x11`` (both
@@ -452,7 +453,9 @@ class Row:
     py: Measurement
 
 
-def start_servers(procs: Processes, display: str, x0: str, logdir: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+def start_servers(
+    procs: Processes, display: str, x0: str, logdir: Path, encode_threads: int | None = None
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Start both servers on ``display``: ((x0 port, pid), (pyvnc port, pid))."""
     x0_port = free_port()
     x0_log = (logdir / "x0vncserver.log").open("wb")
@@ -465,7 +468,11 @@ def start_servers(procs: Processes, display: str, x0: str, logdir: Path) -> tupl
     py_log = (logdir / "pyvnc.log").open("wb")
     pyvnc = [sys.executable, "-m", "pyvnc"]
     py_proc = procs.start(
-        [*pyvnc, "serve", "--source", "x11", "--display", display, "--port", str(py_port), "--web-port", "0"],
+        [
+            *pyvnc,
+            *("serve", "--source", "x11", "--display", display, "--port", str(py_port), "--web-port", "0"),
+            *(("--encode-threads", str(encode_threads)) if encode_threads else ()),
+        ],
         stdout=py_log,
         stderr=subprocess.STDOUT,
         cwd=str(ROOT),
@@ -491,7 +498,8 @@ def run(args: argparse.Namespace) -> list[Row]:
                 path = CORPUS / f"{image}.png"
                 xvfb, display = start_xvfb(procs)
                 show_image(display, path)
-                (x0_port, x0_pid), (py_port, py_pid) = start_servers(procs, display, args.x0, Path(tmp))
+                servers = start_servers(procs, display, args.x0, Path(tmp), args.encode_threads)
+                (x0_port, x0_pid), (py_port, py_pid) = servers
                 idle = idle_cpu({"x0vncserver": x0_pid, "pyvnc": py_pid})
                 print(
                     f"# {image}: {display}; idle CPU, no client: x0vncserver {idle['x0vncserver']:.0f} ms/s, "
@@ -601,6 +609,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--compress", type=int, default=2, help="compression level sent to both (default 2)")
     parser.add_argument("--x0", default="/usr/bin/X0tigervnc", help="TigerVNC's scraping server binary")
+    parser.add_argument(
+        "--encode-threads",
+        type=int,
+        help="pyvnc's encode_threads (default: one per core; 1 shows its CPU without spreading updates)",
+    )
     args = parser.parse_args(argv)
     args.images = [i for i in args.images.split(",") if i]
     args.encodings = [e for e in args.encodings.split(",") if e]
