@@ -9,6 +9,7 @@ handful of numpy calls, with no Python loop over pixels or tiles.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -84,6 +85,25 @@ def client_values(job: EncodeJob, rect: Rect) -> Values:
     pixels = job.frame[rect.y : rect.bottom, rect.x : rect.right]
     values: Values = converter_for(job.pixel_format).convert_array(pixels)
     return values
+
+
+#: an area with more horizontal runs than pixels / this is photo-like
+MANY_RUN_DIVISOR = 4
+
+
+def short_runs(runs: int, pixels: int) -> bool:
+    """Whether ``runs`` horizontal runs over ``pixels`` pixels make content photo-like."""
+    return runs * MANY_RUN_DIVISOR > pixels
+
+
+def looks_busy(frame: NDArray[np.uint8], rects: Sequence[Rect]) -> bool:
+    """Whether ``rects`` of a BGRX ``frame`` look photo-like (short runs), judged on every 16th row."""
+    runs = pixels = 0
+    for r in rects:
+        words = frame[r.y : r.bottom : 16, r.x : r.right].view(np.uint32)[..., 0]
+        runs += words.shape[0] + int(np.count_nonzero(words[:, 1:] != words[:, :-1]))
+        pixels += words.size
+    return short_runs(runs, pixels)
 
 
 def distinct(values: Values) -> Values:

@@ -35,7 +35,7 @@ from ..protocol.pixelformat import PixelFormat
 from ..region import Rect
 from . import parallel
 from .base import EncodeJob, Encoder
-from .classify import client_values
+from .classify import client_values, looks_busy, short_runs
 from .hextile import HextileEncoder
 from .jpeg import JPEGEncoder
 from .raw import RawEncoder
@@ -90,20 +90,13 @@ FILL_MIN_AREA = 65536
 SELF_FILLING = frozenset({Encoding.HEXTILE})
 #: areas are judged in pieces of at most this many pixels (TigerVNC's figure)
 KIND_PIECE_PIXELS = 65536
-#: an area with more horizontal runs than pixels / this is photo-like
-MANY_RUN_DIVISOR = 4
 
 
 def content_kind(job: EncodeJob, rect: Rect) -> Kind:
     """Whether ``rect`` is a few-colour (long runs) or many-colour (short runs) area."""
     values = client_values(job, rect)
     runs = rect.h + int(np.count_nonzero(values[:, 1:] != values[:, :-1]))
-    return Kind.MANY if _short_runs(runs, rect.area) else Kind.FEW
-
-
-def _short_runs(runs: int, pixels: int) -> bool:
-    """Whether ``runs`` horizontal runs over ``pixels`` pixels make content photo-like."""
-    return runs * MANY_RUN_DIVISOR > pixels
+    return Kind.MANY if short_runs(runs, rect.area) else Kind.FEW
 
 
 #: encodings without state between rectangles: a big update can be split across cores
@@ -281,20 +274,10 @@ def _split_helps(encoding: int, job: EncodeJob) -> bool:
     if encoding == Encoding.RAW:
         return False
     if encoding == Encoding.HEXTILE:
-        return _busy(job)
+        return looks_busy(job.frame, job.rects)
     if encoding == Encoding.RRE:
-        return not _busy(job)
+        return not looks_busy(job.frame, job.rects)
     return True
-
-
-def _busy(job: EncodeJob) -> bool:
-    """Whether ``job``'s rectangles look photo-like (short runs), judged on every 16th row of the frame."""
-    runs = pixels = 0
-    for r in job.rects:
-        words = job.frame[r.y : r.bottom : 16, r.x : r.right].view(np.uint32)[..., 0]
-        runs += words.shape[0] + int(np.count_nonzero(words[:, 1:] != words[:, :-1]))
-        pixels += words.size
-    return _short_runs(runs, pixels)
 
 
 def _position(rect: Rect) -> tuple[int, int]:

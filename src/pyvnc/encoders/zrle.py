@@ -34,6 +34,7 @@ from .classify import (
     client_values,
     count_true,
     layout_for,
+    looks_busy,
     scatter_bytes,
     split_tiles,
 )
@@ -95,11 +96,13 @@ class ZRLEEncoder(Encoder):
 def tile_data(job: EncodeJob, rects: Sequence[Rect], layout: PixelLayout) -> list[bytes]:
     """The uncompressed ZRLE tile data of each of ``rects`` (of ``job``'s frame).
 
-    A big update's rectangles are cut into bands of whole tile rows, a few for each core, and the bands are
-    made side by side; tiles go left to right, top to bottom, so a rectangle's bands
+    A big update of busy content has its rectangles cut into bands of whole tile rows, a few for each core,
+    and the bands are made side by side; tiles go left to right, top to bottom, so a rectangle's bands
     joined are its tile data."""
     total = sum(r.area for r in rects)
-    parts = parallel.cores() if total >= parallel.SPLIT_PIXELS else 1
+    # only busy content gains: on text the many small numpy steps hold the GIL, and a second thread took
+    # as long for a third more CPU (1080p terminal and web page), as with Hextile
+    parts = parallel.cores() if total >= parallel.SPLIT_PIXELS and looks_busy(job.frame, rects) else 1
     # a few bands per core, so that the caller, taking up the bands no pool thread has started, evens out
     # rectangles of unequal sizes
     share = -(-total // (parts * BANDS_PER_CORE))
@@ -109,7 +112,10 @@ def tile_data(job: EncodeJob, rects: Sequence[Rect], layout: PixelLayout) -> lis
             continue  # no tiles
         rows = max(TILE, -(-share // rect.w // TILE) * TILE) if parts > 1 else rect.h
         bands.extend((i, rect._replace(y=y, h=min(rows, rect.bottom - y))) for y in range(rect.y, rect.bottom, rows))
-    made = parallel.map_pieces(lambda band: zrle_data(client_values(job, band[1]), layout), bands)
+    def make(band: tuple[int, Rect]) -> bytes:
+        return zrle_data(client_values(job, band[1]), layout)
+
+    made = parallel.map_pieces(make, bands) if parts > 1 else [make(band) for band in bands]
     out: list[list[bytes]] = [[] for _ in rects]
     for (i, _), data in zip(bands, made, strict=True):
         out[i].append(data)
