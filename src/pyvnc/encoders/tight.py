@@ -424,7 +424,7 @@ class _TightBase(Encoder):
             right = right if right >= MIN_SOLID_MARGIN else 0
             if not (left or right):
                 kind = many.get(i)
-                yield sub, kind if kind is not None else classify(v, max_colours, jpeg)
+                yield sub, kind if kind is not None else classify(v, max_colours, jpeg, sampled=i in many)
                 continue
             if left:
                 yield Rect(sub.x, sub.y, left, sub.h), Solid(v[0, :1].copy())

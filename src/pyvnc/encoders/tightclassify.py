@@ -51,27 +51,29 @@ class Full:
 Kind = Solid | Palette | Full
 
 
-def classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> Kind:
+def classify(values: NDArray[Any], max_colours: int, run_palette: bool, sampled: bool = False) -> Kind:
     """Solid, few colours (with the palette) or many colours, for one strip of pixel values.
 
     Cost is kept low for photo-like strips by counting the colours of a sample first; only strips whose
     sample has few colours get an exact count, done over runs of equal pixels (few on screen content).
     ``run_palette``: also accept up to 256 colours when runs are too long for the strip ever to go to JPEG.
+    ``sampled``: the sample tests were passed already (:func:`many_colour_strips`) and are not made again.
     """
     h, w = values.shape
     flat = values.reshape(-1)
     n = flat.size
     limit = MAX_PALETTE if run_palette else max_colours
-    # a small sample first: it already tells photo-like strips apart
-    step = max(1, n // (SAMPLE // 4))
-    if distinct(flat[::step]).size > limit:
-        return full_colour(flat, step)
-    step = max(1, n // SAMPLE)
-    sample_colours = distinct(flat[::step]).size
-    if sample_colours > limit:
-        return full_colour(flat, step)
-    if sample_colours == 1 and bool((flat == flat[0]).all()):
-        return Solid(flat[:1].copy())
+    if not sampled:
+        # a small sample first: it already tells photo-like strips apart
+        step = max(1, n // (SAMPLE // 4))
+        if distinct(flat[::step]).size > limit:
+            return full_colour(flat, step)
+        step = max(1, n // SAMPLE)
+        sample_colours = distinct(flat[::step]).size
+        if sample_colours > limit:
+            return full_colour(flat, step)
+        if sample_colours == 1 and bool((flat == flat[0]).all()):
+            return Solid(flat[:1].copy())
     starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     if starts.size == 0:
         return Solid(flat[:1].copy())
@@ -98,9 +100,10 @@ def classify(values: NDArray[Any], max_colours: int, run_palette: bool) -> Kind:
     return Palette(colours, indices)
 
 
-def many_colour_strips(rect: Rect, values: NDArray[Any], strips: list[Rect], limit: int) -> dict[int, Full]:
-    """:func:`classify`'s two sample tests for many strips at once: the strips (by index) whose sample has
-    more than ``limit`` colours, with the :class:`Full` that :func:`classify` would give them.
+def many_colour_strips(rect: Rect, values: NDArray[Any], strips: list[Rect], limit: int) -> dict[int, Full | None]:
+    """:func:`classify`'s two sample tests for many strips at once, by strip index: the :class:`Full` that
+    :func:`classify` would give a strip whose sample has more than ``limit`` colours, None for a strip that
+    passed both tests (``classify(..., sampled=True)`` then skips them).
 
     Photographs and noise are dozens of such strips a frame; sampling all strips of one size with one
     gather, one sort and one roughness count, instead of a dozen numpy calls a strip, saves about a
@@ -124,7 +127,7 @@ def many_colour_strips(rect: Rect, values: NDArray[Any], strips: list[Rect], lim
         index: NDArray[np.intp] = origin[which, None] + (rows * w + cols)[None, :]
         return index
 
-    result: dict[int, Full] = {}
+    result: dict[int, Full | None] = {}
     left = np.arange(group.size)
     for sample_size in (SAMPLE // 4, SAMPLE):  # as classify: a small sample, then a bigger one
         step = max(1, n // sample_size)
@@ -146,6 +149,8 @@ def many_colour_strips(rect: Rect, values: NDArray[Any], strips: list[Rect], lim
                 result[g] = Full(int(changes[j]) / idx.size, share)
         if left.size == 0:
             break
+    for g in group[left].tolist():
+        result[g] = None
     return result
 
 
