@@ -270,3 +270,43 @@ async def test_vncdotool_capture_equals_mss_grab(xvfb: tuple[subprocess.Popen[by
         text, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, text
         assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), grab(display))
+
+
+@pytest.mark.skipif(shutil.which("xrandr") is None, reason="xrandr is not installed")
+async def test_set_desktop_size_is_grabbed_at_the_new_size_without_a_damage_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After resizing its Xvfb, the source reconnects and grabs at the new size by itself: it does not rely on
+    a damage report to learn the new geometry (here no report ever tells it)."""
+    import struct
+
+    from pyvnc.capture.xdamage import DamageWatcher
+    from pyvnc.capture.xvfb import XvfbSource
+
+    original = DamageWatcher.take
+
+    def blind(self: DamageWatcher) -> bool:
+        dirty = original(self)
+        self.root_size = None  # as if no report had come since the resize
+        return dirty
+
+    monkeypatch.setattr(DamageWatcher, "take", blind)
+    source = XvfbSource(640, 480)
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([0, -308, -239])
+        client.request()
+        await client.read_update()
+        msg = bytes([251, 0]) + struct.pack(">HHBx", 720, 400, 1) + struct.pack(">IHHHHI", 0, 0, 0, 720, 400, 0)
+        client.writer.write(msg)
+        client.request(incremental=True)
+        eds: list[tuple[int, int, int, int, int]] = []
+        for _ in range(10):
+            update = await asyncio.wait_for(client.read_update(), 10)
+            eds = [r for r in update.rects if r[4] == -308]
+            if eds:
+                break
+            client.request(incremental=True)
+        assert eds and eds[0][:4] == (1, 0, 720, 400)  # this client, no error, the new size
+        assert server.hub is not None and server.hub.size == (720, 400)
+        await client.close()

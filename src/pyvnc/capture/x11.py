@@ -270,6 +270,8 @@ class X11Source(PollingSource):
         self._cursor: CursorWatcher | None = None
         self._damage: DamageWatcher | None = None
         self._last_full_grab = 0.0
+        #: set (any thread) when this process resized the screen: the next poll reconnects and grabs
+        self._screen_resized = False
         self._cursor_task: asyncio.Task[None] | None = None
 
     @property
@@ -299,11 +301,22 @@ class X11Source(PollingSource):
     #: even with DAMAGE reports, grab at least this often (seconds), in case something draws unreported
     SAFETY_GRAB_INTERVAL = 1.0
 
+    def screen_resized(self) -> None:
+        """The screen was just resized (by :class:`.xvfb.XvfbSource`): the next poll opens new connections
+        and grabs at the new size, whether or not a damage report comes to say so."""
+        self._screen_resized = True
+
     def may_have_changed(self) -> bool:
+        now = time.monotonic()
+        if self._screen_resized:
+            # mss keeps the geometry it connected with: reconnect (here, on the grabbing thread)
+            self._screen_resized = False
+            self.close_connections()
+            self._last_full_grab = now
+            return True
         watcher = self._damage
         if watcher is None:
             return True
-        now = time.monotonic()
         try:
             dirty = watcher.take()
         except Exception as exc:  # the X server went away: let the grab report it

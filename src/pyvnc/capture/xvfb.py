@@ -311,6 +311,7 @@ class XvfbSource(X11Source):
         except Exception as exc:
             logger.warning("resizing the virtual screen to %dx%d failed: %s", width, height, exc)
             return 3
+        self.screen_resized()
         logger.info("virtual screen resized to %dx%d", width, height)
         return 0
 
