@@ -196,9 +196,28 @@ async def test_x_server_going_away_ends_serving(xvfb: tuple[subprocess.Popen[byt
     await asyncio.wait_for(until_eof(), 5)  # the server closed the connection
 
 
+def send_set_desktop_size(client: RFBClient, w: int, h: int) -> None:
+    """SetDesktopSize (rfbproto 7.5.9) for one screen of w × h, then an incremental update request."""
+    import struct
+
+    msg = bytes([251, 0]) + struct.pack(">HHBx", w, h, 1) + struct.pack(">IHHHHI", 0, 0, 0, w, h, 0)
+    client.writer.write(msg)
+    client.request(incremental=True)
+
+
+async def desktop_size_answer(client: RFBClient) -> tuple[int, int, int, int, int]:
+    """The next ExtendedDesktopSize rectangle (x = reason, y = status, w, h, encoding), asking again as needed."""
+    for _ in range(10):
+        update = await asyncio.wait_for(client.read_update(), 10)
+        eds = [r for r in update.rects if r[4] == -308]
+        if eds:
+            return eds[0]
+        client.request(incremental=True)
+    raise AssertionError("no ExtendedDesktopSize answer")
+
+
 @pytest.mark.skipif(shutil.which("xrandr") is None, reason="xrandr is not installed")
 async def test_set_desktop_size_resizes_managed_xvfb_and_xrandr_changes_reach_clients() -> None:
-    import struct
 
     from pyvnc.capture.xvfb import XvfbSource
 
@@ -211,17 +230,9 @@ async def test_set_desktop_size_resizes_managed_xvfb_and_xrandr_changes_reach_cl
             c.request()
             await c.read_update()
             assert (c.width, c.height) == (640, 480)
-        msg = bytes([251, 0]) + struct.pack(">HHBx", 800, 600, 1) + struct.pack(">IHHHHI", 0, 0, 0, 800, 600, 0)
-        asker.writer.write(msg)
-        asker.request(incremental=True)
+        send_set_desktop_size(asker, 800, 600)
         other.request(incremental=True)
-        for _ in range(10):
-            update = await asyncio.wait_for(asker.read_update(), 10)
-            eds = [r for r in update.rects if r[4] == -308]
-            if eds:
-                break
-            asker.request(incremental=True)
-        assert eds[0][:4] == (1, 0, 800, 600)  # reason: this client, status: no error
+        assert (await desktop_size_answer(asker))[:4] == (1, 0, 800, 600)  # reason: this client, status: no error
         assert (asker.width, asker.height) == (800, 600)
         for _ in range(10):
             await asyncio.wait_for(other.read_update(), 10)
@@ -231,17 +242,8 @@ async def test_set_desktop_size_resizes_managed_xvfb_and_xrandr_changes_reach_cl
         assert (other.width, other.height) == (800, 600)
         assert source.display is not None
         # beyond the maximum: out of resources, nothing changes
-        asker.writer.write(
-            bytes([251, 0]) + struct.pack(">HHBx", 9000, 600, 1) + struct.pack(">IHHHHI", 0, 0, 0, 9000, 600, 0)
-        )
-        asker.request(incremental=True)
-        for _ in range(10):
-            update = await asyncio.wait_for(asker.read_update(), 10)
-            eds = [r for r in update.rects if r[4] == -308]
-            if eds:
-                break
-            asker.request(incremental=True)
-        assert eds[0][:2] == (1, 2)
+        send_set_desktop_size(asker, 9000, 600)
+        assert (await desktop_size_answer(asker))[:2] == (1, 2)
         assert np.array_equal(asker.fb, grab(source.display))
         await asker.close()
         await other.close()
@@ -278,7 +280,6 @@ async def test_set_desktop_size_is_grabbed_at_the_new_size_without_a_damage_repo
 ) -> None:
     """After resizing its Xvfb, the source reconnects and grabs at the new size by itself: it does not rely on
     a damage report to learn the new geometry (here no report ever tells it)."""
-    import struct
 
     from pyvnc.capture.xdamage import DamageWatcher
     from pyvnc.capture.xvfb import XvfbSource
@@ -297,16 +298,7 @@ async def test_set_desktop_size_is_grabbed_at_the_new_size_without_a_damage_repo
         client.set_encodings([0, -308, -239])
         client.request()
         await client.read_update()
-        msg = bytes([251, 0]) + struct.pack(">HHBx", 720, 400, 1) + struct.pack(">IHHHHI", 0, 0, 0, 720, 400, 0)
-        client.writer.write(msg)
-        client.request(incremental=True)
-        eds: list[tuple[int, int, int, int, int]] = []
-        for _ in range(10):
-            update = await asyncio.wait_for(client.read_update(), 10)
-            eds = [r for r in update.rects if r[4] == -308]
-            if eds:
-                break
-            client.request(incremental=True)
-        assert eds and eds[0][:4] == (1, 0, 720, 400)  # this client, no error, the new size
+        send_set_desktop_size(client, 720, 400)
+        assert (await desktop_size_answer(client))[:4] == (1, 0, 720, 400)  # this client, no error, the new size
         assert server.hub is not None and server.hub.size == (720, 400)
         await client.close()
