@@ -236,7 +236,7 @@ _Plan = tuple[int, bytes, bytes, int, bool]
 @dataclass(frozen=True)
 class _Basic:
     """A BasicCompression rectangle of a spread update whose data is still to be filtered (``plan``, perhaps
-    on the pool) and deflated (with the update's others, :meth:`TightEncoder._deflate_all`). Its reset bits
+    on the pool) and deflated (with the update's others, :meth:`_TightBase._deflate_all`). Its reset bits
     were taken in order when it was cut out."""
 
     header: bytes
@@ -334,8 +334,17 @@ class _TightBase(Encoder):
         return [p if isinstance(p, bytes) else next(deflated) if isinstance(p, _Basic) else p.result() for p in pieces]
 
     def _deflate_all(self, basics: list[_Basic]) -> list[bytes]:
-        """The rectangles of ``basics`` (only Tight makes them)."""
-        raise NotImplementedError
+        """The rectangles of ``basics``, their data deflated on every core (:meth:`.ZStreams.compress_many`)."""
+        plans = [b.plan.result() if isinstance(b.plan, parallel.Deferred) else b.plan for b in basics]
+        big = [i for i, plan in enumerate(plans) if len(plan[2]) >= MIN_TO_COMPRESS]
+        zs: list[bytes | None] = [None] * len(plans)
+        deflated = self._streams.compress_many([(plans[i][0], plans[i][2], plans[i][3]) for i in big])
+        for i, z in zip(big, deflated, strict=True):
+            zs[i] = z
+        return [
+            _basic_rect(b.header, b.reset_bits, stream, head, data, filtered, z)
+            for b, (stream, head, data, _, filtered), z in zip(basics, plans, zs, strict=True)
+        ]
 
     def encode_fill(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """FillCompression, in pieces no wider than Tight's limit."""
@@ -500,19 +509,6 @@ class TightEncoder(_TightBase):
         """
         z = self._streams.compress(stream, data, level) if len(data) >= MIN_TO_COMPRESS else None
         return _basic_rect(self._header(rect), self._streams.take_reset_bits(), stream, head, data, filtered, z)
-
-    def _deflate_all(self, basics: list[_Basic]) -> list[bytes]:
-        """The rectangles of ``basics``, their data deflated on every core (:meth:`.ZStreams.compress_many`)."""
-        plans = [b.plan.result() if isinstance(b.plan, parallel.Deferred) else b.plan for b in basics]
-        big = [i for i, plan in enumerate(plans) if len(plan[2]) >= MIN_TO_COMPRESS]
-        zs: list[bytes | None] = [None] * len(plans)
-        deflated = self._streams.compress_many([(plans[i][0], plans[i][2], plans[i][3]) for i in big])
-        for i, z in zip(big, deflated, strict=True):
-            zs[i] = z
-        return [
-            _basic_rect(b.header, b.reset_bits, stream, head, data, filtered, z)
-            for b, (stream, head, data, _, filtered), z in zip(basics, plans, zs, strict=True)
-        ]
 
 
 def _tpixels(ctx: _Context, values: NDArray[Any]) -> bytes:
