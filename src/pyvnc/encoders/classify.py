@@ -365,7 +365,7 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     endx.reshape(-1)[s] = e & (wid - 1) if pow2 else e % wid
     # a run continues the one right above it when both start and end columns and the colour agree
     cont = np.zeros(tiles.shape, dtype=np.bool_)
-    same_above = tiles[:, 1:, :] == tiles[:, :-1, :]
+    same_above = above_equal(tiles)[:, 1:, :]
     np.logical_and(start[:, 1:, :], start[:, :-1, :], out=cont[:, 1:, :])
     cont[:, 1:, :] &= endx[:, 1:, :] == endx[:, :-1, :]
     cont[:, 1:, :] &= same_above
