@@ -37,6 +37,11 @@ def cores() -> int:
     return _cores
 
 
+def worth_spreading(pixels: int) -> bool:
+    """Whether an update of ``pixels`` pixels is big enough to spread over the cores (and there are two)."""
+    return _cores > 1 and pixels >= SPLIT_PIXELS
+
+
 def set_cores(n: int) -> None:
     """Spread big updates over ``n`` threads from now on (tests, benchmarks; 1 turns spreading off)."""
     global _cores, _pool

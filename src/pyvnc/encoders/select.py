@@ -232,8 +232,7 @@ class EncoderSelector:
         second thread makes it faster (:func:`_split_helps`)."""
         if (
             encoder.encoding in STATELESS
-            and parallel.cores() > 1
-            and sum(r.area for r in job.rects) >= parallel.SPLIT_PIXELS
+            and parallel.worth_spreading(sum(r.area for r in job.rects))
             and _split_helps(encoder.encoding, job)
         ):
             groups = split_rects(job.rects, parallel.cores())

@@ -36,7 +36,7 @@ import abc
 import importlib
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -248,11 +248,6 @@ class _Basic:
 _Piece = bytes | parallel.Deferred[bytes] | _Basic
 
 
-def _spread(pixels: int) -> bool:
-    """Whether an update of ``pixels`` pixels is worth spreading over the cores."""
-    return parallel.cores() > 1 and pixels >= parallel.SPLIT_PIXELS
-
-
 def _jpeg_rect(encoding: int, rect: Rect, pixels: FrameArray, settings: JpegSettings, ctl: int) -> bytes:
     """JpegCompression: header, control byte ``ctl``, a compact length and a JFIF stream of the region."""
     data = compress_jpeg(pixels, settings)
@@ -309,7 +304,7 @@ class _TightBase(Encoder):
     def encode(self, job: EncodeJob) -> list[bytes]:
         """Encode every rectangle of ``job`` (the per-job settings are worked out once)."""
         ctx = self._context(job)
-        spread = _spread(sum(r.area for r in job.rects))
+        spread = parallel.worth_spreading(sum(r.area for r in job.rects))
         out: list[_Piece] = []
         for rect in job.rects:
             out.extend(self._encode(ctx, job.frame, rect, spread))
@@ -317,7 +312,7 @@ class _TightBase(Encoder):
 
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:
         """Encode one rectangle: one or more Tight rectangles, each with its header."""
-        return self._resolved(list(self._encode(self._context(job), job.frame, rect, _spread(rect.area))))
+        return self.encode(replace(job, rects=(rect,)))
 
     def _resolved(self, pieces: list[_Piece]) -> list[bytes]:
         """The rectangles of ``pieces``: the caller takes up work no pool thread has started (from the last

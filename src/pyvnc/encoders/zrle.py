@@ -102,7 +102,7 @@ def tile_data(job: EncodeJob, rects: Sequence[Rect], layout: PixelLayout) -> lis
     total = sum(r.area for r in rects)
     # only busy content gains: on text the many small numpy steps hold the GIL, and a second thread took
     # as long for a third more CPU (1080p terminal and web page), as with Hextile
-    parts = parallel.cores() if total >= parallel.SPLIT_PIXELS and looks_busy(job.frame, rects) else 1
+    parts = parallel.cores() if parallel.worth_spreading(total) and looks_busy(job.frame, rects) else 1
     # a few bands per core, so that the caller, taking up the bands no pool thread has started, evens out
     # rectangles of unequal sizes
     share = -(-total // (parts * BANDS_PER_CORE))
@@ -112,6 +112,7 @@ def tile_data(job: EncodeJob, rects: Sequence[Rect], layout: PixelLayout) -> lis
             continue  # no tiles
         rows = max(TILE, -(-share // rect.w // TILE) * TILE) if parts > 1 else rect.h
         bands.extend((i, rect._replace(y=y, h=min(rows, rect.bottom - y))) for y in range(rect.y, rect.bottom, rows))
+
     def make(band: tuple[int, Rect]) -> bytes:
         return zrle_data(client_values(job, band[1]), layout)
 
