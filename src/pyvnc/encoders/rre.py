@@ -11,6 +11,7 @@ ever being converted or compared.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,8 +34,15 @@ CLEARLY_MANY = 1.25
 CLEARLY_FEW = 0.5
 #: RRE header: number-of-subrectangles (rfbproto 7.7.3); the background PIXEL follows
 RRE_COUNT = struct.Struct(">I")
-#: RRE subrectangle after its PIXEL: x, y, width, height
-RRE_SUBRECT = np.dtype([("x", ">u2"), ("y", ">u2"), ("w", ">u2"), ("h", ">u2")])
+#: RRE subrectangle after its PIXEL: x, y, width, height (big-endian CARD16s)
+RRE_GEOMETRY = [("x", ">u2"), ("y", ">u2"), ("w", ">u2"), ("h", ">u2")]
+RRE_SUBRECT = np.dtype(RRE_GEOMETRY)
+
+
+@lru_cache(maxsize=8)
+def _record_dtype(pixel: np.dtype[np.unsignedinteger]) -> np.dtype[np.void]:
+    """A whole RRE subrectangle: its PIXEL in the client's byte order, then x, y, width, height (packed)."""
+    return np.dtype([("pixel", pixel), *RRE_GEOMETRY])
 
 
 class RREEncoder(Encoder):
@@ -74,7 +82,6 @@ def encode_rre(
     """
     h, w = values.shape
     bpp = layout.bpp
-    record = bpp + RRE_SUBRECT.itemsize
     if bg is None:
         bg = _most_common(values.reshape(-1)[:: _sample_stride(h * w)])
     affordable = _affordable(h, w, bpp)
@@ -87,11 +94,9 @@ def encode_rre(
     n = len(sub)
     if n >= affordable:
         return None
-    out = np.empty((n, record), dtype=np.uint8)
-    out[:, :bpp] = layout.pixel_bytes(sub.colour)
-    geom = np.empty(n, dtype=RRE_SUBRECT)
-    geom["x"], geom["y"], geom["w"], geom["h"] = sub.x, sub.y, sub.w, sub.h
-    out[:, bpp:] = geom.view(np.uint8).reshape(n, RRE_SUBRECT.itemsize)
+    # one packed record per subrectangle, every field converted to its wire byte order as it is stored
+    out = np.empty(n, dtype=_record_dtype(layout.wire_dtype))
+    out["pixel"], out["x"], out["y"], out["w"], out["h"] = sub.colour, sub.x, sub.y, sub.w, sub.h
     return RRE_COUNT.pack(n) + layout.pixel_bytes(bg).tobytes() + out.tobytes()
 
 
