@@ -13,7 +13,7 @@ from refdecoders import RefDecoder
 
 from pyvnc.encoders.base import EncodeJob
 from pyvnc.encoders.select import FILL_MIN_AREA, EncoderSelector, Kind, content_kind
-from pyvnc.encoders.solid import MIN_SOLID_AREA, split_solid
+from pyvnc.encoders.solid import MIN_SOLID_AREA, _heights, split_solid
 from pyvnc.encoders.tight import TightEncoder
 from pyvnc.protocol.constants import Encoding
 from pyvnc.protocol.pixelformat import PixelFormat, converter_for
@@ -76,6 +76,22 @@ def test_split_solid_ignores_x_byte_but_not_colour() -> None:
     parts = split_solid(frame, Rect(0, 0, 64, 64))
     assert parts.solids
     assert not any(r.contains(Rect(40, 40, 1, 1)) for r in parts.solids)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (4, 5), (67, 120)])
+def test_block_heights_count_equal_keys_downwards(shape: tuple[int, int]) -> None:
+    """Each block's height is the number of blocks from it down with its key; 0 for mixed blocks (key -1).
+    Few keys, so that stretches run down the columns and end at the bottom; columns must not run into the
+    next."""
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(20):
+        keys = rng.integers(-1, 2, shape).astype(np.int64)
+        keys[:, -1] = keys[0, 0]  # a column equal to the next column's top: a stretch must stop at the bottom
+        want = np.zeros(shape, np.intp)
+        for y, x in np.ndindex(*shape):
+            while keys[y, x] >= 0 and y + want[y, x] < shape[0] and keys[y + want[y, x], x] == keys[y, x]:
+                want[y, x] += 1
+        assert np.array_equal(_heights(keys), want)
 
 
 @requires_corpus

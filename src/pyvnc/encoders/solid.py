@@ -67,13 +67,18 @@ def _top_rows_constant(frame: FrameArray, rect: Rect) -> NDArray[np.bool_]:
 
 def _heights(keys: NDArray[np.int64]) -> NDArray[np.intp]:
     """For each block: how many blocks from it downwards (itself included) have its key (0 where key < 0)."""
-    bh = keys.shape[0]
-    down = np.zeros(keys.shape, dtype=np.intp)
-    down[-1] = keys[-1] >= 0
-    for y in range(bh - 2, -1, -1):  # a loop over block rows, each step a vector operation
-        down[y] = np.where(keys[y] == keys[y + 1], down[y + 1] + 1, 1)
-    down[keys < 0] = 0
-    return down
+    bh, bw = keys.shape
+    # down the columns one after another: a stretch of equal keys starts at each change and at each column's
+    # top, and every block's height is the distance to the end of its stretch
+    column = np.ascontiguousarray(keys.T).reshape(-1)
+    n = column.size
+    starts = np.empty(n, dtype=np.bool_)
+    np.not_equal(column[1:], column[:-1], out=starts[1:])
+    starts[::bh] = True
+    ends = np.append(np.flatnonzero(starts)[1:], n)
+    down = np.repeat(ends, np.diff(ends, prepend=0)) - np.arange(n)
+    down[column < 0] = 0
+    return np.ascontiguousarray(down.reshape(bw, bh).T)
 
 
 def _row_runs(keys: NDArray[np.int64]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
