@@ -18,16 +18,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from viewerhelpers import HEIGHT, WIDTH, Frame, Viewer, corpus_crop, psnr, viewer_process
+from viewerhelpers import (
+    CHANGED_AREAS,
+    HEIGHT,
+    WIDTH,
+    Viewer,
+    corpus_crop,
+    psnr,
+    requires,
+    serve,
+    small_changes,
+    viewer_process,
+)
 from xhelpers import private_xvfb
 
 from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.protocol.constants import Encoding
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("vncviewer") is None or shutil.which("Xvfb") is None,
-    reason="TigerVNC's vncviewer or Xvfb is not installed",
-)
+pytestmark = requires("vncviewer", "TigerVNC's viewer")
 
 #: viewer name of an encoding → its RFB number
 ENCODING_NUMBERS = {"Raw": Encoding.RAW, "Hextile": Encoding.HEXTILE, "ZRLE": Encoding.ZRLE, "Tight": Encoding.TIGHT}
@@ -55,12 +63,6 @@ def assert_used(used: list[int], preferred: str) -> None:
     assert number in used, used
     fills = {Encoding.TIGHT, Encoding.ZRLE, Encoding.HEXTILE, Encoding.RRE} if number == Encoding.RAW else set()
     assert set(used) <= {number} | fills, used
-
-
-def serve(frame: Frame, password: str | None = None) -> tuple[Server, PushSource]:
-    source = PushSource(width=frame.shape[1], height=frame.shape[0])
-    source.push(frame)
-    return Server(ServerConfig(port=0, web_port=0, password=password), source=source), source
 
 
 LOSSLESS = [
@@ -145,11 +147,8 @@ async def test_desktop_changes_reach_viewer(
             source.push(second)
             await viewer.wait_exact(second)
             # small changes in a few places, announced as such
-            third = second.copy()
-            third[10:40, 20:220] = (255, 64, 0)
-            third[300:317, 600:640] = corpus_crop("photo", w=40, h=17)
-            third[479, 0] = (1, 2, 3)
-            source.push(third, rects=[(20, 10, 200, 30), (600, 300, 40, 17), (0, 479, 1, 1)])
+            third = small_changes(second, corpus_crop("photo", w=40, h=17))
+            source.push(third, rects=CHANGED_AREAS)
             await viewer.wait_exact(third)
             # an unannounced change: the source says the whole frame may have changed
             fourth = third[::-1].copy()

@@ -10,24 +10,30 @@ bits; Tight with JPEG must reach 30 dB. Every wait polls grabs of the viewer's d
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from viewerhelpers import HEIGHT, WIDTH, Frame, Viewer, corpus_crop, psnr, viewer_process
+from viewerhelpers import (
+    HEIGHT,
+    WIDTH,
+    Frame,
+    Viewer,
+    corpus_crop,
+    psnr,
+    requires,
+    serve,
+    small_changes,
+    viewer_process,
+)
 from xhelpers import private_xvfb
 
-from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.protocol.constants import Encoding
 from pyvnc.protocol.pixelformat import PixelFormat, converter_for
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("xtightvncviewer") is None or shutil.which("Xvfb") is None,
-    reason="the TightVNC viewer (xtightvncviewer) or Xvfb is not installed",
-)
+pytestmark = requires("xtightvncviewer", "the TightVNC viewer")
 
 #: the viewer's name of an encoding → its RFB number
 ENCODING_NUMBERS = {
@@ -54,12 +60,6 @@ async def run_viewer(display: str, port: int, home: Path, encodings: str, *param
     argv = ["xtightvncviewer", "-fullscreen", "-encodings", encodings, *params, f"127.0.0.1::{port}"]
     async with viewer_process(argv, display, home) as viewer:
         yield viewer
-
-
-def serve(frame: Frame) -> tuple[Server, PushSource]:
-    source = PushSource(width=frame.shape[1], height=frame.shape[0])
-    source.push(frame)
-    return Server(ServerConfig(port=0, web_port=0), source=source), source
 
 
 def as_bgr233_shown(frame: Frame) -> Frame:
@@ -141,11 +141,7 @@ async def test_a_sequence_of_updates_on_one_connection(
     connection: the zlib streams of Tight and Zlib stay in step with the viewer's inflaters throughout."""
     frames = [corpus_crop("webpage")]
     frames.append(corpus_crop("photo", x=500, y=300))
-    changed = frames[-1].copy()
-    changed[10:40, 20:220] = (255, 64, 0)
-    changed[300:317, 600:640] = corpus_crop("terminal", w=40, h=17)
-    changed[HEIGHT - 1, 0] = (1, 2, 3)
-    frames.append(changed)
+    frames.append(small_changes(frames[-1], corpus_crop("terminal", w=40, h=17)))
     frames.append(corpus_crop("terminal", x=900, y=500))
     frames.append(corpus_crop("desktop", x=1100, y=50))
     server, source = serve(frames[0])

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 from xhelpers import grab
+
+from pyvnc import PushSource, Server, ServerConfig
 
 # shared/ sits beside the checkout (in CI too); /work/shared is its usual place on these machines
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -25,11 +28,38 @@ WIDTH, HEIGHT = 640, 480
 Frame = npt.NDArray[np.uint8]
 
 
+def requires(viewer: str, name: str) -> pytest.MarkDecorator:
+    """Skip a module's tests where the ``viewer`` program (``name`` in the reason) or Xvfb is missing."""
+    missing = shutil.which(viewer) is None or shutil.which("Xvfb") is None
+    return pytest.mark.skipif(missing, reason=f"{name} ({viewer}) or Xvfb is not installed")
+
+
 def corpus_crop(name: str, x: int = 200, y: int = 100, w: int = WIDTH, h: int = HEIGHT) -> Frame:
     path = CORPUS / f"{name}.png"
     if not path.exists():
         pytest.skip(f"corpus image {path} missing")
     return np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB"))[y : y + h, x : x + w])
+
+
+def serve(frame: Frame, password: str | None = None) -> tuple[Server, PushSource]:
+    """A server on a free loopback port (no web listener) whose desktop shows ``frame``."""
+    source = PushSource(width=frame.shape[1], height=frame.shape[0])
+    source.push(frame)
+    return Server(ServerConfig(port=0, web_port=0, password=password), source=source), source
+
+
+#: the areas :func:`small_changes` changes, (x, y, w, h): a bar, a patch, the bottom-left pixel
+CHANGED_AREAS = [(20, 10, 200, 30), (600, 300, 40, 17), (0, HEIGHT - 1, 1, 1)]
+
+
+def small_changes(frame: Frame, patch: Frame) -> Frame:
+    """``frame`` (WIDTH × HEIGHT) with :data:`CHANGED_AREAS` changed: an orange bar, ``patch`` (17 × 40), and
+    one pixel in the bottom-left corner."""
+    changed = frame.copy()
+    changed[10:40, 20:220] = (255, 64, 0)
+    changed[300:317, 600:640] = patch
+    changed[HEIGHT - 1, 0] = (1, 2, 3)
+    return changed
 
 
 def psnr(a: Frame, b: Frame) -> float:
@@ -51,15 +81,26 @@ def describe_difference(got: Frame, want: Frame) -> str:
     )
 
 
-class Viewer:
-    """A running ``vncviewer`` process on ``display``."""
+#: the part of a grab of the viewer's display that shows the remote desktop, given the picture expected there
+Locate = Callable[[Frame, Frame], Frame]
 
-    def __init__(self, proc: asyncio.subprocess.Process, display: str) -> None:
+
+class Viewer:
+    """A running viewer process on ``display``. By default the whole display is its picture of the remote
+    desktop (a full-screen viewer); ``locate`` finds the picture in a windowed viewer's grab."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, display: str, locate: Locate | None = None) -> None:
         self.proc = proc
         self.display = display
+        self.locate = locate
 
     async def grab(self) -> Frame:
         return await asyncio.to_thread(grab, self.display)
+
+    async def picture(self, want: Frame) -> Frame:
+        """A grab of the viewer's picture of the remote desktop, to compare with ``want``."""
+        got = await self.grab()
+        return got if self.locate is None else self.locate(got, want)
 
     async def log(self) -> str:
         """The viewer's output so far (only once it has exited)."""
@@ -69,25 +110,25 @@ class Viewer:
     async def wait_exact(self, want: Frame, timeout: float = 10.0) -> None:
         """Poll grabs until the viewer shows exactly ``want``; fail with a description of the last grab."""
         deadline = time.monotonic() + timeout
-        got = await self.grab()
+        got = await self.picture(want)
         while not np.array_equal(got, want):
             if self.proc.returncode is not None or time.monotonic() > deadline:
                 await self._fail(f"the viewer never showed the expected picture: {describe_difference(got, want)}")
             await asyncio.sleep(0.02)
-            got = await self.grab()
+            got = await self.picture(want)
 
     async def wait_settled(self, want: Frame, min_psnr: float, timeout: float = 10.0) -> Frame:
         """Poll grabs until the picture is close to ``want`` (PSNR ≥ ``min_psnr``) and stops changing."""
         deadline = time.monotonic() + timeout
-        previous = await self.grab()
+        previous = await self.picture(want)
         stable_since = time.monotonic()
         while True:
             await asyncio.sleep(0.02)
-            got = await self.grab()
+            got = await self.picture(want)
             now = time.monotonic()
             if not np.array_equal(got, previous):
                 previous, stable_since = got, now
-            elif psnr(got, want) >= min_psnr and now - stable_since >= 0.3:
+            elif got.shape == want.shape and psnr(got, want) >= min_psnr and now - stable_since >= 0.3:
                 return got
             if self.proc.returncode is not None or now > deadline:
                 await self._fail(
@@ -102,7 +143,9 @@ class Viewer:
 
 
 @asynccontextmanager
-async def viewer_process(argv: Sequence[str], display: str, home: Path) -> AsyncIterator[Viewer]:
+async def viewer_process(
+    argv: Sequence[str], display: str, home: Path, locate: Locate | None = None
+) -> AsyncIterator[Viewer]:
     """Run the viewer command ``argv`` on ``display`` (with ``home`` as its HOME, for the files viewers keep
     there); stop it on exit. The display must show nothing else before and after."""
     home.mkdir(exist_ok=True)
@@ -116,7 +159,7 @@ async def viewer_process(argv: Sequence[str], display: str, home: Path) -> Async
         env=dict(os.environ, HOME=str(home), DISPLAY=display),
     )
     try:
-        yield Viewer(proc, display)
+        yield Viewer(proc, display, locate)
     finally:
         if proc.returncode is None:
             proc.terminate()
