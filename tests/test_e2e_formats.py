@@ -127,24 +127,35 @@ async def test_full_request_never_merged_away(served: tuple[Server, PushSource, 
     await client.close()
 
 
-async def test_resize_reaches_client_with_extended_desktop_size(
+async def test_resize_goes_in_an_update_without_framebuffer_data(
     served: tuple[Server, PushSource, np.ndarray],
 ) -> None:
-    server, source, _rgb = served
+    """rfbproto (DesktopSize, ExtendedDesktopSize): the update that carries the new size (or, for an
+    ExtendedDesktopSize client, first states the layout) carries no framebuffer data; the next request
+    gets the whole desktop. libvncclient refuses the new desktop's rectangles in the same update."""
+    server, source, rgb = served
     for encodings in ([0, -308], [0, -223]):
         client = await RFBClient.connect("127.0.0.1", server.port)
         client.set_encodings(encodings)
         client.request()
-        await client.read_update()
+        update = await client.read_update()
+        if encodings[1] == -308:
+            assert update.rects == [(0, 0, W, H, -308)]  # reason "server", the current layout
+            client.request(incremental=True)
+            update = await client.read_update()
+        assert {r[4] for r in update.rects} == {0} and np.array_equal(client.fb, rgb)
         bigger = frame_rgb(8, h=H + 40, w=W + 30)
         source.push(bigger)
         client.request(incremental=True)
         update = await client.read_update()
-        assert update.rects[0][4] == encodings[1]
+        assert update.rects == [(0, 0, W + 30, H + 40, encodings[1])]
         assert (client.width, client.height) == (W + 30, H + 40)
+        client.request(incremental=True)
+        update = await client.read_update()
+        assert {r[4] for r in update.rects} == {0}
         assert np.array_equal(client.fb, bigger)
         await client.close()
-        source.push(frame_rgb())
+        source.push(rgb)
 
 
 async def test_set_desktop_size_prohibited(served: tuple[Server, PushSource, np.ndarray]) -> None:

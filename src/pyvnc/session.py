@@ -80,6 +80,17 @@ def _moved(rect: bytes, dx: int, dy: int) -> bytes:
     return RECT_POSITION.pack(x + dx, y + dy) + rect[4:]
 
 
+#: the id of the desktop's one screen in ExtendedDesktopSize layouts. Any value is valid (rfbproto 7.8.10), but
+#: libvncclient (Remmina, KRDC) ignores a new size whose layout has a screen of id 0, and then refuses the new
+#: desktop's rectangles; LibVNCServer's own server says 1.
+SCREEN_ID = 1
+
+
+def _layout_rect(reason: int, status: int, width: int, height: int) -> bytes:
+    """An ExtendedDesktopSize rectangle for a desktop of one screen, :data:`SCREEN_ID`, covering it all."""
+    return extended_desktop_size_rect(reason, status, width, height, (Screen(SCREEN_ID, 0, 0, width, height),))
+
+
 class Session:
     """One connected client."""
 
@@ -121,6 +132,8 @@ class Session:
         #: the LED state this client was last sent (None: not yet)
         self._leds_sent: int | None = None
         self._pending_pseudo: list[bytes] = []
+        #: ExtendedDesktopSize rectangles due (the layout, SetDesktopSize replies): an update of their own
+        self._pending_sizes: list[bytes] = []
         self.encoders = EncoderSelector()
         #: the last painted cursor rectangle of a stateless encoding, reused while neither the cursor nor the
         #: pixels under it nor the encoding settings change: (key, the pixels under it, encodings, rectangles)
@@ -327,7 +340,19 @@ class Session:
                 continue
             if not self.pacer.can_send():
                 continue  # too much in flight: a fence coming back wakes us
-            pseudo = self._pseudo_rects()
+            pseudo, sizes = self._pseudo_rects()
+            if sizes:
+                # rfbproto (DesktopSize, ExtendedDesktopSize): the update that changes the framebuffer's size
+                # or states its layout carries no framebuffer data, and its size rectangles come last (early
+                # DesktopSize clients need that); the data answers the next request (with continuous updates,
+                # comes next), as TigerVNC's server does it. What was asked for in full stays asked for.
+                full, _requested = proto.take_request()
+                proto.restore_request(full, Region())
+                sub.wants = proto.continuous
+                await self._send_update(pseudo + sizes)
+                await self._answer_fence()
+                self._wake.set()
+                continue
             area = proto.update_area()
             to_send = proto.full_request.copy()
             for r in area:
@@ -374,22 +399,30 @@ class Session:
                         sub.damage.add(copy.dst)
                     self._wake.set()
                     continue
-                rects = pseudo + copy_rects + encoded
-                proto.send_update(rects)
-                nbytes = sum(len(r) for r in rects) + 4
-                self.updates_sent += 1
-                self.bytes_sent += nbytes
-                if proto.supports(Encoding.FENCE):
-                    seq = self.pacer.sent(nbytes, loop.time())
-                    proto.send_fence(struct.pack(">I", seq))
-                self._flush()
-                await self.stream.drain()
+                await self._send_update(pseudo + copy_rects + encoded)
             finally:
                 self._busy = False
-            if proto.pending_fence is not None:
-                proto.answer_fence()
-                await self._handle_events()
-                self._flush()
+            await self._answer_fence()
+
+    async def _send_update(self, rects: list[bytes]) -> None:
+        """Send one FramebufferUpdate (and, with fences, the fence that paces the next)."""
+        proto = self.protocol
+        proto.send_update(rects)
+        nbytes = sum(len(r) for r in rects) + 4
+        self.updates_sent += 1
+        self.bytes_sent += nbytes
+        if proto.supports(Encoding.FENCE):
+            seq = self.pacer.sent(nbytes, asyncio.get_running_loop().time())
+            proto.send_fence(struct.pack(">I", seq))
+        self._flush()
+        await self.stream.drain()
+
+    async def _answer_fence(self) -> None:
+        proto = self.protocol
+        if proto.pending_fence is not None:
+            proto.answer_fence()
+            await self._handle_events()
+            self._flush()
 
     def _cursor_overlay(self, frame: FrameArray, to_send: Region) -> CursorOverlay | None:
         """For a client that draws no cursor: the cursor to paint over this update, when it is on the frame
@@ -424,10 +457,12 @@ class Session:
             self._overlay_cache = (key, under.copy(), more, items) if more <= STATELESS else None
         return encodings | more, out + [_moved(item, area.x, area.y) for item in items]
 
-    def _pseudo_rects(self) -> list[bytes]:
-        """Pseudo-rectangles due in the next update: size and name changes, SetDesktopSize replies."""
+    def _pseudo_rects(self) -> tuple[list[bytes], list[bytes]]:
+        """Pseudo-rectangles due in the next update: (cursor, name, LED and extension rectangles; the size
+        changes, layouts and SetDesktopSize replies, which must go in an update without framebuffer data)."""
         proto = self.protocol
         out, self._pending_pseudo = self._pending_pseudo, []
+        sizes, self._pending_sizes = self._pending_sizes, []
         size = self.hub.size
         if size != self._client_size:
             w, h = size
@@ -436,17 +471,9 @@ class Session:
                 if self._resize_target == (w, h):
                     reason = ExtendedDesktopSizeReason.THIS_CLIENT
                     self._resize_target = None
-                out.append(
-                    extended_desktop_size_rect(
-                        reason,
-                        ExtendedDesktopSizeStatus.NO_ERROR,
-                        w,
-                        h,
-                        (Screen(0, 0, 0, w, h),),
-                    )
-                )
+                sizes.append(_layout_rect(reason, ExtendedDesktopSizeStatus.NO_ERROR, w, h))
             elif proto.supports(Encoding.DESKTOP_SIZE):
-                out.append(desktop_size_rect(w, h))
+                sizes.append(desktop_size_rect(w, h))
             else:
                 # the client cannot resize: keep sending the part of the new frame that fits its framebuffer
                 w = min(w, self._client_size[0])
@@ -479,7 +506,7 @@ class Session:
         if self.hub.name != self._client_name and proto.supports(Encoding.DESKTOP_NAME):
             out.append(desktop_name_rect(self.hub.name))
             self._client_name = self.hub.name
-        return out
+        return out, sizes
 
     async def _resize_desktop(self, event: DesktopSizeRequested) -> None:
         """SetDesktopSize (rfbproto 7.5.9): resize the source if it can, and answer with an
@@ -504,9 +531,7 @@ class Session:
                 status = ExtendedDesktopSizeStatus.INVALID_LAYOUT
             self._resize_target = None
         size = self.hub.size
-        self._pending_pseudo.append(
-            extended_desktop_size_rect(ExtendedDesktopSizeReason.THIS_CLIENT, status, *size, (Screen(0, 0, 0, *size),))
-        )
+        self._pending_sizes.append(_layout_rect(ExtendedDesktopSizeReason.THIS_CLIENT, status, *size))
         self._wake.set()
 
     def _sync_subscription(self) -> None:
@@ -539,10 +564,8 @@ class Session:
             # understands ExtendedDesktopSize; that is also how it learns SetDesktopSize is supported
             self._confirmed.add(Encoding.EXTENDED_DESKTOP_SIZE)
             w, h = self._client_size
-            self._pending_pseudo.append(
-                extended_desktop_size_rect(
-                    ExtendedDesktopSizeReason.SERVER, ExtendedDesktopSizeStatus.NO_ERROR, w, h, (Screen(0, 0, 0, w, h),)
-                )
+            self._pending_sizes.append(
+                _layout_rect(ExtendedDesktopSizeReason.SERVER, ExtendedDesktopSizeStatus.NO_ERROR, w, h)
             )
         # (re)state the keyboard LEDs in the next update to a client that asks for them
         self._leds_sent = None
