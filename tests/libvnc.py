@@ -1,0 +1,163 @@
+"""A client on LibVNCServer's client library (``libvncclient``, Debian ``libvncclient1``), the decoders Remmina,
+KRDC and many other programs use, driven through ctypes.
+
+Only the first fields of its ``rfbClient`` struct are declared here (the framebuffer, its size and ``AppData``,
+unchanged since LibVNCServer 0.9): the rest of the struct is the library's business. A layout that did not
+match would show as a wrong desktop size or a wrong picture, never as a pass.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+LIBRARY = "libvncclient.so.1"
+
+
+class _AppData(ctypes.Structure):
+    _fields_ = [
+        ("shareDesktop", ctypes.c_int8),
+        ("viewOnly", ctypes.c_int8),
+        ("encodingsString", ctypes.c_char_p),
+        ("useBGR233", ctypes.c_int8),
+        ("nColours", ctypes.c_int),
+        ("forceOwnCmap", ctypes.c_int8),
+        ("forceTrueColour", ctypes.c_int8),
+        ("requestedDepth", ctypes.c_int),
+        ("compressLevel", ctypes.c_int),
+        ("qualityLevel", ctypes.c_int),
+        ("enableJPEG", ctypes.c_int8),
+        ("useRemoteCursor", ctypes.c_int8),
+        ("palmVNC", ctypes.c_int8),
+        ("scaleSetting", ctypes.c_int),
+    ]
+
+
+class _ClientHead(ctypes.Structure):
+    """The leading fields of ``rfbClient`` (rfb/rfbclient.h)."""
+
+    _fields_ = [
+        ("frameBuffer", ctypes.POINTER(ctypes.c_uint8)),
+        ("width", ctypes.c_int),
+        ("height", ctypes.c_int),
+        ("endianTest", ctypes.c_int),
+        ("appData", _AppData),
+        ("programName", ctypes.c_char_p),
+        ("serverHost", ctypes.c_void_p),  # malloc'ed: the library frees it
+        ("serverPort", ctypes.c_int),
+    ]
+
+
+_Client = ctypes.POINTER(_ClientHead)
+
+
+def load() -> ctypes.CDLL | None:
+    """The library with the prototypes used here, or None where it is not installed."""
+    try:
+        lib = ctypes.CDLL(LIBRARY)
+    except OSError:
+        return None
+    lib.rfbGetClient.restype = _Client
+    lib.rfbGetClient.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.rfbInitClient.restype = ctypes.c_int8
+    lib.rfbInitClient.argtypes = [_Client, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p]
+    lib.WaitForMessage.restype = ctypes.c_int
+    lib.WaitForMessage.argtypes = [_Client, ctypes.c_uint]
+    lib.HandleRFBServerMessage.restype = ctypes.c_int8
+    lib.HandleRFBServerMessage.argtypes = [_Client]
+    lib.rfbClientCleanup.restype = None
+    lib.rfbClientCleanup.argtypes = [_Client]
+    return lib
+
+
+@dataclass(frozen=True)
+class Format:
+    """A client pixel format as ``rfbGetClient`` makes it: true colour, red in the low bits, depth
+    bits × samples; with one byte per pixel always BGR233 (red and green of 3 bits, blue of 2)."""
+
+    bits_per_sample: int = 8
+    samples_per_pixel: int = 3
+    bytes_per_pixel: int = 4
+
+
+class LibVNCClient:
+    """One connection; its blocking calls belong in a worker thread (asyncio.to_thread)."""
+
+    def __init__(
+        self,
+        lib: ctypes.CDLL,
+        port: int,
+        encodings: str,
+        fmt: Format = Format(),
+        compress: int = -1,
+        quality: int = -1,
+    ) -> None:
+        self.lib = lib
+        self.fmt = fmt
+        client = lib.rfbGetClient(fmt.bits_per_sample, fmt.samples_per_pixel, fmt.bytes_per_pixel)
+        app = client.contents.appData
+        app.encodingsString = encodings.encode()
+        app.compressLevel = compress
+        app.qualityLevel = quality
+        app.enableJPEG = -1 if quality >= 0 else 0  # rfbBool TRUE is -1
+        app.useRemoteCursor = 0
+        libc = ctypes.CDLL(None)
+        libc.strdup.restype = ctypes.c_void_p
+        libc.strdup.argtypes = [ctypes.c_char_p]
+        client.contents.serverHost = libc.strdup(b"127.0.0.1")
+        client.contents.serverPort = port
+        argc = ctypes.c_int(0)
+        if not lib.rfbInitClient(client, ctypes.byref(argc), None):  # it freed the client
+            raise ConnectionError(f"libvncclient could not connect to port {port}")
+        self._client: ctypes._Pointer[_ClientHead] | None = client
+
+    @property
+    def size(self) -> tuple[int, int]:
+        assert self._client is not None
+        return self._client.contents.width, self._client.contents.height
+
+    def picture(self) -> npt.NDArray[np.generic]:
+        """The framebuffer as it is now: (h, w, 3) RGB for 32 bpp, (h, w) pixel values for 16 and 8 bpp."""
+        assert self._client is not None
+        w, h = self.size
+        bpp = self.fmt.bytes_per_pixel
+        raw = np.ctypeslib.as_array(self._client.contents.frameBuffer, shape=(h * w * bpp,))
+        if bpp == 4:
+            return raw.reshape(h, w, 4)[..., :3].copy()
+        return raw.view(np.uint16 if bpp == 2 else np.uint8).reshape(h, w).copy()
+
+    def wait_for(self, want: npt.NDArray[np.generic], timeout: float = 10.0) -> npt.NDArray[np.generic]:
+        """Handle server messages until the framebuffer equals ``want`` or ``timeout`` passes; the last picture."""
+        assert self._client is not None
+        deadline = time.monotonic() + timeout
+        got = self.picture()
+        while not (got.shape == want.shape and np.array_equal(got, want)) and time.monotonic() < deadline:
+            self.step()
+            got = self.picture()
+        return got
+
+    def wait_settled(self, quiet: float = 0.5, timeout: float = 10.0) -> npt.NDArray[np.generic]:
+        """Handle server messages until none has come for ``quiet`` seconds; the picture then."""
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() - last < quiet and time.monotonic() < deadline:
+            if self.step():
+                last = time.monotonic()
+        return self.picture()
+
+    def step(self) -> bool:
+        """Wait up to 0.1 s for a server message and handle it; whether one came."""
+        assert self._client is not None
+        ready = self.lib.WaitForMessage(self._client, 100_000)
+        if ready < 0 or (ready > 0 and not self.lib.HandleRFBServerMessage(self._client)):
+            raise ConnectionError("libvncclient lost the connection (or could not decode a message)")
+        return ready > 0
+
+    def close(self) -> None:
+        if self._client is not None:
+            self.lib.rfbClientCleanup(self._client)
+            self._client = None

@@ -1,0 +1,139 @@
+"""End to end with LibVNCServer's client library (libvncclient 0.9.14, the decoders of Remmina and KRDC): what
+its framebuffer holds equals what pyvnc serves, over a real socket.
+
+Its ``encodingsString`` is its whole SetEncodings list (plus the compression and quality levels when set), and a
+spy on the server's encoder selector checks what was sent. Lossless encodings must be exact in 32, 16 (RGB555)
+and 8 (BGR233) bits per pixel; Tight JPEG must reach 30 dB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from libvnc import Format, LibVNCClient, load
+from viewerhelpers import CHANGED_AREAS, HEIGHT, WIDTH, Frame, corpus_crop, psnr, serve, small_changes
+
+from pyvnc.protocol.constants import Encoding
+from pyvnc.protocol.pixelformat import PixelFormat, converter_for
+
+LIB = load()
+pytestmark = pytest.mark.skipif(LIB is None, reason="libvncclient (Debian libvncclient1) is not installed")
+
+#: libvncclient's name of an encoding → its RFB number
+ENCODING_NUMBERS = {
+    "raw": Encoding.RAW,
+    "rre": Encoding.RRE,
+    "hextile": Encoding.HEXTILE,
+    "zlib": Encoding.ZLIB,
+    "zrle": Encoding.ZRLE,
+    "tight": Encoding.TIGHT,
+}
+#: the formats asked for, as pyvnc sees them: rfbGetClient(5, 3, 2) is RGB555 with red in the low bits,
+#: rfbGetClient(8, 1, 1) BGR233
+FORMATS = {
+    "rgb555": (Format(5, 3, 2), PixelFormat(16, 15, False, True, 31, 31, 31, 0, 5, 10)),
+    "bgr233": (Format(8, 1, 1), PixelFormat(8, 8, False, True, 7, 7, 3, 0, 3, 6)),
+}
+
+
+@asynccontextmanager
+async def connected(port: int, encodings: str, **options: object) -> AsyncIterator[LibVNCClient]:
+    assert LIB is not None
+    client = await asyncio.to_thread(LibVNCClient, LIB, port, encodings, **options)  # type: ignore[arg-type]
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+async def shows(client: LibVNCClient, want: npt.NDArray[np.generic]) -> None:
+    got = await asyncio.to_thread(client.wait_for, want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    differ = np.count_nonzero(got != want)
+    assert differ == 0, f"{differ} values differ from what was served"
+
+
+def client_values(frame: Frame, pf: PixelFormat) -> npt.NDArray[np.generic]:
+    """The pixel values of ``frame`` (RGB) in ``pf``, as pyvnc converts them."""
+    bgrx = np.zeros((*frame.shape[:2], 4), np.uint8)
+    bgrx[..., :3] = frame[..., ::-1]
+    return converter_for(pf).convert_array(bgrx)
+
+
+LOSSLESS = [
+    pytest.param("tight", -1, id="tight"),
+    pytest.param("tight", 0, id="tight-compress0"),
+    pytest.param("tight", 9, id="tight-compress9"),
+    pytest.param("zlib", 1, id="zlib-compress1"),
+    pytest.param("zlib", 9, id="zlib-compress9"),
+    pytest.param("zrle", -1, id="zrle"),
+    pytest.param("hextile", -1, id="hextile"),
+    pytest.param("rre", -1, id="rre"),
+    pytest.param("raw", -1, id="raw"),
+]
+
+
+@pytest.mark.parametrize("image", ["terminal", "webpage", "desktop", "photo", "noise"])
+@pytest.mark.parametrize(("encoding", "compress"), LOSSLESS)
+async def test_lossless_encodings_are_pixel_exact(
+    used_encodings: list[int], image: str, encoding: str, compress: int
+) -> None:
+    frame = corpus_crop(image)
+    server, _source = serve(frame)
+    async with server, connected(server.port, encoding, compress=compress) as client:
+        assert client.size == (WIDTH, HEIGHT)
+        await shows(client, frame)
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("encoding", ["tight", "zlib", "zrle", "hextile", "rre"])
+@pytest.mark.parametrize("image", ["desktop", "webpage"])
+async def test_lossless_in_16_and_8_bits(used_encodings: list[int], fmt: str, encoding: str, image: str) -> None:
+    """16 and 8 bits per pixel: no TPIXELs or CPIXELs of 3 bytes, palettes and fills in the client's format;
+    the framebuffer holds exactly pyvnc's conversion of the picture."""
+    frame = corpus_crop(image)
+    client_format, pf = FORMATS[fmt]
+    server, _source = serve(frame)
+    async with server, connected(server.port, encoding, fmt=client_format) as client:
+        await shows(client, client_values(frame, pf))
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
+
+
+@pytest.mark.parametrize("quality", [6, 8, 9])
+async def test_tight_jpeg_quality(used_encodings: list[int], quality: int) -> None:
+    frame = corpus_crop("photo")
+    server, _source = serve(frame)
+    async with server, connected(server.port, "tight", quality=quality) as client:
+        got = await asyncio.to_thread(client.wait_settled)
+    assert set(used_encodings) == {Encoding.TIGHT}, used_encodings
+    assert not np.array_equal(got, frame)  # the photo really went as JPEG: lossy, yet close
+    assert psnr(np.asarray(got, np.uint8), frame) >= 30.0
+
+
+@pytest.mark.parametrize("encoding", ["tight", "zlib", "zrle"])
+async def test_updates_and_a_desktop_resize_on_one_connection(used_encodings: list[int], encoding: str) -> None:
+    """New pictures, small changes and a desktop that grows (NewFBSize / ExtendedDesktopSize: libvncclient
+    reallocates its framebuffer), one after another on one connection and its zlib streams."""
+    first = corpus_crop("webpage")
+    server, source = serve(first)
+    async with server, connected(server.port, encoding) as client:
+        await shows(client, first)
+        second = corpus_crop("photo", x=500, y=300)
+        source.push(second)
+        await shows(client, second)
+        third = small_changes(second, corpus_crop("terminal", w=40, h=17))
+        source.push(third, rects=CHANGED_AREAS)
+        await shows(client, third)
+        bigger = corpus_crop("desktop", x=100, y=200, w=WIDTH + 160, h=HEIGHT + 120)
+        source.push(bigger)
+        await shows(client, bigger)
+        assert client.size == (WIDTH + 160, HEIGHT + 120)
+        source.push(bigger[::-1].copy())
+        await shows(client, bigger[::-1])
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
