@@ -71,6 +71,13 @@ def load() -> ctypes.CDLL | None:
     lib.HandleRFBServerMessage.argtypes = [_Client]
     lib.rfbClientCleanup.restype = None
     lib.rfbClientCleanup.argtypes = [_Client]
+    for name, args in (
+        ("SendKeyEvent", [ctypes.c_uint32, ctypes.c_int8]),
+        ("SendPointerEvent", [ctypes.c_int, ctypes.c_int, ctypes.c_int]),
+        ("SendClientCutText", [ctypes.c_char_p, ctypes.c_int]),
+    ):
+        getattr(lib, name).restype = ctypes.c_int8
+        getattr(lib, name).argtypes = [_Client, *args]
     return lib
 
 
@@ -156,6 +163,26 @@ class LibVNCClient:
         if ready < 0 or (ready > 0 and not self.lib.HandleRFBServerMessage(self._client)):
             raise ConnectionError("libvncclient lost the connection (or could not decode a message)")
         return ready > 0
+
+    def key(self, keysym: int, down: bool) -> None:
+        self._sent(self.lib.SendKeyEvent(self._open(), keysym, -1 if down else 0))
+
+    def pointer(self, x: int, y: int, buttons: int) -> None:
+        self._sent(self.lib.SendPointerEvent(self._open(), x, y, buttons))
+
+    def clipboard(self, text: bytes) -> None:
+        """ClientCutText: ``text`` as it goes on the wire (Latin-1)."""
+        self._sent(self.lib.SendClientCutText(self._open(), text, len(text)))
+
+    def _open(self) -> ctypes._Pointer[_ClientHead]:
+        if self._client is None:
+            raise ConnectionError("the connection is closed")
+        return self._client
+
+    @staticmethod
+    def _sent(ok: int) -> None:
+        if not ok:
+            raise ConnectionError("libvncclient could not send a message")
 
     def close(self) -> None:
         if self._client is not None:

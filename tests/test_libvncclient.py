@@ -18,6 +18,7 @@ import pytest
 from libvnc import Format, LibVNCClient, load
 from viewerhelpers import CHANGED_AREAS, HEIGHT, WIDTH, Frame, corpus_crop, psnr, serve, small_changes
 
+from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.protocol.constants import Encoding
 from pyvnc.protocol.pixelformat import PixelFormat, converter_for
 
@@ -137,3 +138,34 @@ async def test_updates_and_a_desktop_resize_on_one_connection(used_encodings: li
         source.push(bigger[::-1].copy())
         await shows(client, bigger[::-1])
     assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
+
+
+async def test_keys_pointer_and_clipboard_reach_the_host_program() -> None:
+    """KeyEvent, PointerEvent and ClientCutText as libvncclient sends them arrive at a PushSource's callbacks."""
+    keys: list[tuple[int, bool]] = []
+    pointer: list[tuple[int, int, int]] = []
+    clipboard: list[str] = []
+    frame = corpus_crop("terminal")
+    source = PushSource(
+        width=WIDTH,
+        height=HEIGHT,
+        on_key=lambda k, d: keys.append((k, d)),
+        on_pointer=lambda x, y, b: pointer.append((x, y, b)),
+        on_clipboard=clipboard.append,
+    )
+    source.push(frame)
+    server = Server(ServerConfig(port=0, web_port=0), source=source)
+    async with server, connected(server.port, "tight") as client:
+        await shows(client, frame)
+        for keysym, down in ((0xFFE1, True), (ord("A"), True), (ord("A"), False), (0xFFE1, False)):
+            client.key(keysym, down)
+        client.pointer(10, 20, 0)
+        client.pointer(WIDTH - 1, HEIGHT - 1, 1 | 4)
+        client.pointer(WIDTH - 1, HEIGHT - 1, 0)
+        client.clipboard("caf\xe9 \u00bd".encode("latin-1"))
+        deadline = asyncio.get_running_loop().time() + 5
+        while (len(keys) < 4 or len(pointer) < 3 or not clipboard) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+    assert keys == [(0xFFE1, True), (ord("A"), True), (ord("A"), False), (0xFFE1, False)]
+    assert pointer == [(10, 20, 0), (WIDTH - 1, HEIGHT - 1, 5), (WIDTH - 1, HEIGHT - 1, 0)]
+    assert clipboard == ["caf\xe9 \u00bd"]
