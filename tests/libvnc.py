@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from pyvnc.protocol.pixelformat import PixelFormat
 
 LIBRARY = "libvncclient.so.1"
 
@@ -37,8 +38,27 @@ class _AppData(ctypes.Structure):
     ]
 
 
+class _PixelFormat(ctypes.Structure):
+    """rfbPixelFormat (rfb/rfbproto.h), in host byte order."""
+
+    _fields_ = [
+        ("bitsPerPixel", ctypes.c_uint8),
+        ("depth", ctypes.c_uint8),
+        ("bigEndian", ctypes.c_uint8),
+        ("trueColour", ctypes.c_uint8),
+        ("redMax", ctypes.c_uint16),
+        ("greenMax", ctypes.c_uint16),
+        ("blueMax", ctypes.c_uint16),
+        ("redShift", ctypes.c_uint8),
+        ("greenShift", ctypes.c_uint8),
+        ("blueShift", ctypes.c_uint8),
+        ("pad1", ctypes.c_uint8),
+        ("pad2", ctypes.c_uint16),
+    ]
+
+
 class _ClientHead(ctypes.Structure):
-    """The leading fields of ``rfbClient`` (rfb/rfbclient.h)."""
+    """The leading fields of ``rfbClient`` (rfb/rfbclient.h), up to the pixel format it asks for."""
 
     _fields_ = [
         ("frameBuffer", ctypes.POINTER(ctypes.c_uint8)),
@@ -49,7 +69,33 @@ class _ClientHead(ctypes.Structure):
         ("programName", ctypes.c_char_p),
         ("serverHost", ctypes.c_void_p),  # malloc'ed: the library frees it
         ("serverPort", ctypes.c_int),
+        ("listenSpecified", ctypes.c_int8),
+        ("listenPort", ctypes.c_int),
+        ("flashPort", ctypes.c_int),
+        ("updateRect", ctypes.c_int * 4),
+        ("buffer", ctypes.c_char * (640 * 480)),  # RFB_BUFFER_SIZE
+        ("sock", ctypes.c_int),
+        ("canUseCoRRE", ctypes.c_int8),
+        ("canUseHextile", ctypes.c_int8),
+        ("desktopName", ctypes.c_char_p),
+        ("format", _PixelFormat),
     ]
+
+
+#: what rfbGetClient(8, 3, 4) puts in ``format`` on a little-endian host: the check that the layout above holds
+_DEFAULT_FORMAT = (32, 24, 0, 1, 255, 255, 255, 0, 8, 16)
+_FORMAT_FIELDS = (
+    "bitsPerPixel",
+    "depth",
+    "bigEndian",
+    "trueColour",
+    "redMax",
+    "greenMax",
+    "blueMax",
+    "redShift",
+    "greenShift",
+    "blueShift",
+)
 
 
 _Client = ctypes.POINTER(_ClientHead)
@@ -81,16 +127,6 @@ def load() -> ctypes.CDLL | None:
     return lib
 
 
-@dataclass(frozen=True)
-class Format:
-    """A client pixel format as ``rfbGetClient`` makes it: true colour, red in the low bits, depth
-    bits × samples; with one byte per pixel always BGR233 (red and green of 3 bits, blue of 2)."""
-
-    bits_per_sample: int = 8
-    samples_per_pixel: int = 3
-    bytes_per_pixel: int = 4
-
-
 class LibVNCClient:
     """One connection; its blocking calls belong in a worker thread (asyncio.to_thread)."""
 
@@ -99,13 +135,26 @@ class LibVNCClient:
         lib: ctypes.CDLL,
         port: int,
         encodings: str,
-        fmt: Format = Format(),
+        pixel_format: PixelFormat | None = None,
         compress: int = -1,
         quality: int = -1,
     ) -> None:
+        """Connect to 127.0.0.1:``port``. Without ``pixel_format`` the client asks for rfbGetClient(8, 3, 4):
+        32 bits, red in the low byte."""
         self.lib = lib
-        self.fmt = fmt
-        client = lib.rfbGetClient(fmt.bits_per_sample, fmt.samples_per_pixel, fmt.bytes_per_pixel)
+        self.pixel_format = pixel_format
+        client = lib.rfbGetClient(8, 3, 4)
+        fmt = client.contents.format
+        found = tuple(getattr(fmt, name) for name in _FORMAT_FIELDS)
+        if found != _DEFAULT_FORMAT:
+            lib.rfbClientCleanup(client)
+            raise RuntimeError(f"libvncclient's rfbClient layout is not the one declared here: format {found}")
+        if pixel_format is not None:
+            pf = pixel_format
+            values = (pf.bits_per_pixel, pf.depth, int(pf.big_endian), int(pf.true_colour), pf.red_max)
+            values += (pf.green_max, pf.blue_max, pf.red_shift, pf.green_shift, pf.blue_shift)
+            for name, value in zip(_FORMAT_FIELDS, values, strict=True):
+                setattr(fmt, name, value)
         app = client.contents.appData
         app.encodingsString = encodings.encode()
         app.compressLevel = compress
@@ -121,6 +170,7 @@ class LibVNCClient:
         if not lib.rfbInitClient(client, ctypes.byref(argc), None):  # it freed the client
             raise ConnectionError(f"libvncclient could not connect to port {port}")
         self._client: ctypes._Pointer[_ClientHead] | None = client
+        self._wipe()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -128,22 +178,28 @@ class LibVNCClient:
         return self._client.contents.width, self._client.contents.height
 
     def picture(self) -> npt.NDArray[np.generic]:
-        """The framebuffer as it is now: (h, w, 3) RGB for 32 bpp, (h, w) pixel values for 16 and 8 bpp."""
+        """The framebuffer as it is now: (h, w, 3) RGB in the default format, else (h, w) pixel values."""
         assert self._client is not None
         w, h = self.size
-        bpp = self.fmt.bytes_per_pixel
+        pf = self.pixel_format
+        bpp = 4 if pf is None else pf.bits_per_pixel // 8
         raw = np.ctypeslib.as_array(self._client.contents.frameBuffer, shape=(h * w * bpp,))
-        if bpp == 4:
+        if pf is None:
             return raw.reshape(h, w, 4)[..., :3].copy()
-        return raw.view(np.uint16 if bpp == 2 else np.uint8).reshape(h, w).copy()
+        order = ">" if pf.big_endian and bpp > 1 else "<"
+        return raw.view(f"{order}u{bpp}").reshape(h, w).astype(f"u{bpp}")
 
     def wait_for(self, want: npt.NDArray[np.generic], timeout: float = 10.0) -> npt.NDArray[np.generic]:
-        """Handle server messages until the framebuffer equals ``want`` or ``timeout`` passes; the last picture."""
+        """Handle server messages until, after at least one, the framebuffer equals ``want`` or ``timeout``
+        passes; the last picture."""
         assert self._client is not None
         deadline = time.monotonic() + timeout
+        handled = False
         got = self.picture()
-        while not (got.shape == want.shape and np.array_equal(got, want)) and time.monotonic() < deadline:
-            self.step()
+        while not (handled and got.shape == want.shape and np.array_equal(got, want)):
+            if time.monotonic() > deadline:
+                break
+            handled |= self.step()
             got = self.picture()
         return got
 
@@ -157,12 +213,24 @@ class LibVNCClient:
         return self.picture()
 
     def step(self) -> bool:
-        """Wait up to 0.1 s for a server message and handle it; whether one came."""
+        """Wait up to 0.1 s for a server message and handle it; whether one came. A new framebuffer (after a
+        size change, which comes in an update without pixels) is wiped like the first."""
         assert self._client is not None
+        size = self.size
         ready = self.lib.WaitForMessage(self._client, 100_000)
         if ready < 0 or (ready > 0 and not self.lib.HandleRFBServerMessage(self._client)):
             raise ConnectionError("libvncclient lost the connection (or could not decode a message)")
+        if self.size != size:
+            self._wipe()
         return ready > 0
+
+    def _wipe(self) -> None:
+        """Fill the framebuffer with a pattern no test picture has: the library allocates it with malloc, and
+        memory that held an earlier picture must not pass for this one."""
+        assert self._client is not None
+        w, h = self.size
+        bpp = 4 if self.pixel_format is None else self.pixel_format.bits_per_pixel // 8
+        ctypes.memset(self._client.contents.frameBuffer, 0xA5, w * h * bpp)
 
     def key(self, keysym: int, down: bool) -> None:
         self._sent(self.lib.SendKeyEvent(self._open(), keysym, -1 if down else 0))

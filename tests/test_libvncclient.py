@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import numpy as np
 import numpy.typing as npt
 import pytest
-from libvnc import Format, LibVNCClient, load
+from libvnc import LibVNCClient, load
 from viewerhelpers import CHANGED_AREAS, HEIGHT, WIDTH, Frame, corpus_crop, psnr, serve, small_changes
 
 from pyvnc import PushSource, Server, ServerConfig
@@ -34,11 +34,15 @@ ENCODING_NUMBERS = {
     "zrle": Encoding.ZRLE,
     "tight": Encoding.TIGHT,
 }
-#: the formats asked for, as pyvnc sees them: rfbGetClient(5, 3, 2) is RGB555 with red in the low bits,
-#: rfbGetClient(8, 1, 1) BGR233
+#: pixel formats the client asks for instead of its default: both byte orders, colour in the high or the low
+#: bytes of 32-bit pixels (3-byte CPIXELs of either end, TPIXELs only for depth 24), 16 and 8 bits
 FORMATS = {
-    "rgb555": (Format(5, 3, 2), PixelFormat(16, 15, False, True, 31, 31, 31, 0, 5, 10)),
-    "bgr233": (Format(8, 1, 1), PixelFormat(8, 8, False, True, 7, 7, 3, 0, 3, 6)),
+    "xrgb-be": PixelFormat(32, 24, True, True, 255, 255, 255, 16, 8, 0),
+    "rgbx-high-le": PixelFormat(32, 24, False, True, 255, 255, 255, 24, 16, 8),
+    "bgrx-high-be": PixelFormat(32, 24, True, True, 255, 255, 255, 8, 16, 24),
+    "rgb565-be": PixelFormat(16, 16, True, True, 31, 63, 31, 11, 5, 0),
+    "rgb555-le": PixelFormat(16, 15, False, True, 31, 31, 31, 0, 5, 10),
+    "bgr233": PixelFormat(8, 8, False, True, 7, 7, 3, 0, 3, 6),
 }
 
 
@@ -92,17 +96,35 @@ async def test_lossless_encodings_are_pixel_exact(
     assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
 
 
-@pytest.mark.parametrize("fmt", list(FORMATS))
-@pytest.mark.parametrize("encoding", ["tight", "zlib", "zrle", "hextile", "rre"])
-@pytest.mark.parametrize("image", ["desktop", "webpage"])
-async def test_lossless_in_16_and_8_bits(used_encodings: list[int], fmt: str, encoding: str, image: str) -> None:
-    """16 and 8 bits per pixel: no TPIXELs or CPIXELs of 3 bytes, palettes and fills in the client's format;
-    the framebuffer holds exactly pyvnc's conversion of the picture."""
+def _big_endian_32(fmt: str) -> bool:
+    return FORMATS[fmt].big_endian and FORMATS[fmt].bits_per_pixel == 32
+
+
+#: libvncclient 0.9.14 cannot decode ZRLE in big-endian 32-bit formats: it reads each 3-byte CPIXEL as a
+#: host-order word shifted by a byte, the neighbouring byte included (TigerVNC's x0vncserver's ZRLE comes out
+#: just as wrong there), so those pairs are left out
+OTHER_FORMAT_CASES = [
+    pytest.param(image, encoding, fmt, id=f"{image}-{encoding}-{fmt}")
+    for image in ("desktop", "webpage")
+    for encoding in ("tight", "zlib", "zrle", "hextile", "rre")
+    for fmt in FORMATS
+    if not (encoding == "zrle" and _big_endian_32(fmt))
+]
+
+
+@pytest.mark.parametrize(("image", "encoding", "fmt"), OTHER_FORMAT_CASES)
+async def test_lossless_in_other_pixel_formats(used_encodings: list[int], image: str, encoding: str, fmt: str) -> None:
+    """The framebuffer holds exactly pyvnc's conversion of the picture to the client's pixel format."""
     frame = corpus_crop(image)
-    client_format, pf = FORMATS[fmt]
+    pf = FORMATS[fmt]
+    want = client_values(frame, pf)
+    if encoding == "tight" and _big_endian_32(fmt):
+        # libvncclient stores the pixels it builds from Tight's 3-byte TPIXELs (R, G, B) in host byte order,
+        # those of other encodings as they came; TigerVNC's x0vncserver's Tight comes out the same way
+        want = want.byteswap()
     server, _source = serve(frame)
-    async with server, connected(server.port, encoding, fmt=client_format) as client:
-        await shows(client, client_values(frame, pf))
+    async with server, connected(server.port, encoding, pixel_format=pf) as client:
+        await shows(client, want)
     assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
 
 
