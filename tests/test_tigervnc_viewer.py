@@ -10,8 +10,6 @@ viewer's display — there are no fixed sleeps.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +22,7 @@ from viewerhelpers import (
     WIDTH,
     Viewer,
     corpus_crop,
+    password_file,
     psnr,
     requires,
     serve,
@@ -119,11 +118,7 @@ async def test_tight_jpeg_keeps_30_db_on_noise(
 
 
 async def test_password(viewer_display: str, tmp_path: Path) -> None:
-    if shutil.which("vncpasswd") is None:
-        pytest.skip("vncpasswd (tigervnc-tools) is not installed")
-    passwd = tmp_path / "passwd"
-    with passwd.open("wb") as f:
-        subprocess.run(["vncpasswd", "-f"], input=b"s3cret!\n", stdout=f, check=True)
+    passwd = password_file(tmp_path, "s3cret!")
     frame = corpus_crop("desktop")
     server, _source = serve(frame, password="s3cret!")
     async with server:

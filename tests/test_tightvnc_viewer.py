@@ -10,6 +10,7 @@ bits; Tight with JPEG must reach 30 dB. Every wait polls grabs of the viewer's d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from viewerhelpers import (
     Frame,
     Viewer,
     corpus_crop,
+    password_file,
     psnr,
     requires,
     serve,
@@ -151,3 +153,19 @@ async def test_a_sequence_of_updates_on_one_connection(
             source.push(frame)
             await viewer.wait_exact(frame)
     assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
+
+
+async def test_vnc_authentication(viewer_display: str, tmp_path: Path) -> None:
+    """VNC Authentication with TightVNC's own DES: the right password shows the desktop; a wrong one is
+    refused, the viewer gives up, and the server goes on serving."""
+    frame = corpus_crop("desktop")
+    server, _source = serve(frame, password="s3cret!")
+    right = password_file(tmp_path, "s3cret!")
+    (tmp_path / "wrong").mkdir()
+    wrong = password_file(tmp_path / "wrong", "guess")
+    async with server:
+        async with run_viewer(viewer_display, server.port, tmp_path / "home", "zlib", "-passwd", str(wrong)) as viewer:
+            await asyncio.wait_for(viewer.proc.wait(), 15)
+            assert "authentication failed" in (await viewer.log()).lower()
+        async with run_viewer(viewer_display, server.port, tmp_path / "home", "zlib", "-passwd", str(right)) as viewer:
+            await viewer.wait_exact(frame)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -46,6 +47,16 @@ def serve(frame: Frame, password: str | None = None) -> tuple[Server, PushSource
     source = PushSource(width=frame.shape[1], height=frame.shape[0])
     source.push(frame)
     return Server(ServerConfig(port=0, web_port=0, password=password), source=source), source
+
+
+def password_file(directory: Path, password: str) -> Path:
+    """A VNC password file (the obfuscated form ``vncpasswd -f`` writes, which VNC viewers read)."""
+    if shutil.which("vncpasswd") is None:
+        pytest.skip("vncpasswd (tigervnc-tools) is not installed")
+    path = directory / "passwd"
+    with path.open("wb") as f:
+        subprocess.run(["vncpasswd", "-f"], input=f"{password}\n".encode(), stdout=f, check=True)
+    return path
 
 
 #: the areas :func:`small_changes` changes, (x, y, w, h): a bar, a patch, the bottom-left pixel
