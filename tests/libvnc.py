@@ -138,6 +138,7 @@ class LibVNCClient:
         pixel_format: PixelFormat | None = None,
         compress: int = -1,
         quality: int = -1,
+        remote_cursor: bool = False,
     ) -> None:
         """Connect to 127.0.0.1:``port``. Without ``pixel_format`` the client asks for rfbGetClient(8, 3, 4):
         32 bits, red in the low byte."""
@@ -160,7 +161,7 @@ class LibVNCClient:
         app.compressLevel = compress
         app.qualityLevel = quality
         app.enableJPEG = -1 if quality >= 0 else 0  # rfbBool TRUE is -1
-        app.useRemoteCursor = 0
+        app.useRemoteCursor = -1 if remote_cursor else 0  # ask for cursor shapes instead of a painted cursor
         libc = ctypes.CDLL(None)
         libc.strdup.restype = ctypes.c_void_p
         libc.strdup.argtypes = [ctypes.c_char_p]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from rfbclient import RFBClient
-from xhelpers import grab, xvfb_process
+from xhelpers import RootPainter, grab, xvfb_process
 
 from pyvnc import Server, ServerConfig
 from pyvnc.capture.x11 import X11Source
@@ -27,26 +27,6 @@ pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is no
 def xvfb() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     with xvfb_process() as x:
         yield x.proc, x.display
-
-
-class RootPainter:
-    """Draws filled rectangles straight onto the root window with python-xlib (no client program needed)."""
-
-    def __init__(self, display: str) -> None:
-        from Xlib import X
-        from Xlib import display as xdisplay
-
-        self.d = xdisplay.Display(display)
-        self.root = self.d.screen().root
-        self.gc = self.root.create_gc(foreground=0, subwindow_mode=X.IncludeInferiors)
-
-    def rect(self, x: int, y: int, w: int, h: int, rgb: int) -> None:
-        self.gc.change(foreground=rgb)
-        self.root.fill_rectangle(self.gc, x, y, w, h)
-        self.d.sync()
-
-    def close(self) -> None:
-        self.d.close()
 
 
 async def test_client_frame_equals_mss_grab_and_changes_arrive(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
@@ -80,26 +60,16 @@ async def test_client_frame_equals_mss_grab_and_changes_arrive(xvfb: tuple[subpr
 
 
 async def test_scrolling_arrives_as_copyrect(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
-    from Xlib import X
-
     _proc, display = xvfb
     painter = RootPainter(display)
-    rng = np.random.default_rng(9)
-    painter.rect(0, 0, 640, 480, 0xF0F0F0)
-    for _ in range(300):  # text-like content in a "window"
-        painter.gc.change(foreground=int(rng.integers(0, 1 << 24)))
-        painter.root.fill_rectangle(painter.gc, int(rng.integers(40, 590)), int(rng.integers(40, 430)), 7, 12)
-    painter.d.sync()
+    painter.text_window()
     async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
         client = await RFBClient.connect("127.0.0.1", server.port)
         client.set_encodings([1, 0, -239])
         client.request()
         await client.read_update()
         for step in range(5):
-            # scroll the window up by 20 rows and draw a new line at its bottom, as a terminal does
-            gc = painter.root.create_gc(subwindow_mode=X.IncludeInferiors)
-            painter.root.copy_area(gc, painter.root, 40, 60, 560, 380, 40, 40)
-            painter.rect(40, 420, 560, 20, 0xF0F0F0 - step)
+            painter.scroll_window(step)
             expected = grab(display)
             got_copy = False
             for _ in range(5):

@@ -9,6 +9,7 @@ and 8 (BGR233) bits per pixel; Tight JPEG must reach 30 dB.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,7 @@ import numpy.typing as npt
 import pytest
 from libvnc import LibVNCClient, load
 from viewerhelpers import CHANGED_AREAS, HEIGHT, WIDTH, Frame, corpus_crop, psnr, serve, small_changes
+from xhelpers import RootPainter, grab, private_xvfb
 
 from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.protocol.constants import Encoding
@@ -191,3 +193,37 @@ async def test_keys_pointer_and_clipboard_reach_the_host_program() -> None:
     assert keys == [(0xFFE1, True), (ord("A"), True), (ord("A"), False), (0xFFE1, False)]
     assert pointer == [(10, 20, 0), (WIDTH - 1, HEIGHT - 1, 5), (WIDTH - 1, HEIGHT - 1, 0)]
     assert clipboard == ["caf\xe9 \u00bd"]
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+@pytest.mark.parametrize("encoding", ["tight", "zrle"])
+async def test_scrolling_arrives_as_copyrect(
+    used_encodings: list[int], monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
+    """An X desktop that scrolls like a terminal: libvncclient (drawing the cursor itself, so copies are
+    allowed) gets CopyRect for the moved text and the new line in the encoding, and shows the screen."""
+    from pyvnc import session
+    from pyvnc.capture.x11 import X11Source
+
+    copies: list[tuple[int, int, int, int]] = []
+    header = session.rect_header
+
+    def spy(x: int, y: int, w: int, h: int, enc: int) -> bytes:
+        if enc == Encoding.COPY_RECT:
+            copies.append((x, y, w, h))
+        return header(x, y, w, h, enc)
+
+    monkeypatch.setattr(session, "rect_header", spy)
+
+    with private_xvfb() as display:
+        painter = RootPainter(display)
+        painter.text_window()
+        server = Server(ServerConfig(port=0, web_port=0), source=X11Source(display))
+        async with server, connected(server.port, f"copyrect {encoding}", remote_cursor=True) as client:
+            await shows(client, grab(display))
+            for step in range(5):
+                painter.scroll_window(step)
+                await shows(client, grab(display))
+        painter.close()
+    assert len(copies) >= 5 and all(w >= 500 and h >= 300 for _x, _y, w, h in copies), copies
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings

@@ -146,3 +146,40 @@ class Recorder:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class RootPainter:
+    """Draws filled rectangles straight onto the root window with python-xlib (no client program needed)."""
+
+    def __init__(self, display: str) -> None:
+        from Xlib import X
+        from Xlib import display as xdisplay
+
+        self.d = xdisplay.Display(display)
+        self.root = self.d.screen().root
+        self.gc = self.root.create_gc(foreground=0, subwindow_mode=X.IncludeInferiors)
+
+    def rect(self, x: int, y: int, w: int, h: int, rgb: int) -> None:
+        self.gc.change(foreground=rgb)
+        self.root.fill_rectangle(self.gc, x, y, w, h)
+        self.d.sync()
+
+    def text_window(self, seed: int = 9) -> None:
+        """A light screen with 300 glyph-sized specks of random colours in a "window" (40..600, 40..440)."""
+        rng = np.random.default_rng(seed)
+        self.rect(0, 0, 640, 480, 0xF0F0F0)
+        for _ in range(300):
+            self.gc.change(foreground=int(rng.integers(0, 1 << 24)))
+            self.root.fill_rectangle(self.gc, int(rng.integers(40, 590)), int(rng.integers(40, 430)), 7, 12)
+        self.d.sync()
+
+    def scroll_window(self, step: int) -> None:
+        """Scroll the text window up by 20 rows and draw a new line at its bottom, as a terminal does."""
+        from Xlib import X
+
+        gc = self.root.create_gc(subwindow_mode=X.IncludeInferiors)
+        self.root.copy_area(gc, self.root, 40, 60, 560, 380, 40, 40)
+        self.rect(40, 420, 560, 20, 0xF0F0F0 - step)
+
+    def close(self) -> None:
+        self.d.close()
