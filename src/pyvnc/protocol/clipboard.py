@@ -31,6 +31,15 @@ ACTION_MASK = 0xFF << 24
 DEFAULT_CLIENT_TEXT_LIMIT = 20 << 20
 
 
+class TextTooLong(Exception):
+    """A provide message's text is longer than the limit: not an error of the peer's (a big copy), so the
+    message is dropped and the connection carries on. ``size`` is the length the message declares."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"clipboard text of {size} bytes (limit {limit})")
+        self.size = size
+
+
 @dataclass(frozen=True)
 class ExtendedClipboardMessage:
     """One parsed extended clipboard message."""
@@ -65,8 +74,9 @@ def provide_message(text: str) -> bytes:
 
 
 def parse(body: bytes, max_text: int) -> ExtendedClipboardMessage:
-    """Parse an extended clipboard message body (after the negative length). Text over ``max_text`` bytes,
-    or a zlib stream that inflates past it, is a :class:`ProtocolError`."""
+    """Parse an extended clipboard message body (after the negative length). Text over ``max_text`` bytes
+    raises :class:`TextTooLong` (no more than ``max_text`` bytes are ever inflated); a malformed message is a
+    :class:`ProtocolError`."""
     if len(body) < 4:
         raise ProtocolError("extended clipboard message shorter than its flags")
     (flags,) = struct.unpack_from(">I", body)
@@ -97,8 +107,8 @@ def _provided_text(stream: bytes, formats: int, max_text: int) -> str | None:
         data = inflater.decompress(stream, limit)
     except zlib.error as exc:
         raise ProtocolError(f"extended clipboard provide: bad zlib data: {exc}") from None
-    if inflater.unconsumed_tail:
-        raise ProtocolError(f"extended clipboard provide: more than {max_text} bytes of text")
+    # (inflating stops after the limit: the text, which comes first, is then whole or declared too long,
+    # whatever other formats follow it)
     text: str | None = None
     offset = 0
     for bit in range(16):
@@ -109,8 +119,10 @@ def _provided_text(stream: bytes, formats: int, max_text: int) -> str | None:
         (size,) = struct.unpack_from(">I", data, offset)
         offset += 4
         if bit == 0:
-            if size > max_text or offset + size > len(data):
-                raise ProtocolError(f"extended clipboard provide: text of {size} bytes (limit {max_text})")
+            if size > max_text:
+                raise TextTooLong(size, max_text)
+            if offset + size > len(data):
+                raise ProtocolError("extended clipboard provide: text shorter than its size")
             raw = data[offset : offset + size]
             text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace").replace("\r\n", "\n")
             return text  # text is the first format: nothing after it is needed

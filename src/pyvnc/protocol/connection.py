@@ -543,7 +543,11 @@ class RFBServerProtocol:
             self._events.append(CutTextDiscarded(length))
             return
         body = yield from self._read(length)
-        msg = clipboard.parse(body, self.settings.max_cut_text)
+        try:
+            msg = clipboard.parse(body, self.settings.max_cut_text)
+        except clipboard.TextTooLong as exc:
+            self._events.append(CutTextDiscarded(exc.size))
+            return
         if msg.action == clipboard.ACTION_CAPS:
             text_ok = msg.formats & clipboard.FORMAT_TEXT
             self.client_text_limit = msg.sizes[0] if text_ok and msg.sizes else 0
