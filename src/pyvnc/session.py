@@ -86,6 +86,12 @@ def _moved(rect: bytes, dx: int, dy: int) -> bytes:
 SCREEN_ID = 1
 
 
+def _rect_encoding(rect: bytes) -> int:
+    """The encoding number in the header of an encoded rectangle (rfbproto 7.6.1)."""
+    (encoding,) = struct.unpack_from(">i", rect, 8)
+    return int(encoding)
+
+
 def _layout_rect(reason: int, status: int, width: int, height: int) -> bytes:
     """An ExtendedDesktopSize rectangle for a desktop of one screen, :data:`SCREEN_ID`, covering it all."""
     return extended_desktop_size_rect(reason, status, width, height, (Screen(SCREEN_ID, 0, 0, width, height),))
@@ -385,6 +391,7 @@ class Session:
                 to_send.subtract(overlay[3])
             job = EncodeJob(frame=frame, rects=tuple(to_send), pixel_format=pixel_format)
             self._busy = True
+            proto.hold_end_of_continuous = True  # it must not overtake this update
             try:
                 encodings, encoded = await loop.run_in_executor(self.executor, self._encode, job, overlay)
                 if proto.closed:
@@ -394,15 +401,19 @@ class Session:
                     again = Region(area)
                     again.update(full)
                     proto.restore_request(again, again)
-                    self._pending_pseudo[:0] = pseudo
+                    # a Cursor rectangle is in the old pixel format: made anew; the others do not depend on it
+                    kept = [r for r in pseudo if _rect_encoding(r) != Encoding.CURSOR]
+                    self._pending_pseudo[:0] = kept
+                    if len(kept) < len(pseudo):
+                        self._cursor_seq_sent = -1
                     if copy_rects and copy is not None:
                         sub.damage.add(copy.dst)
                     self._wake.set()
-                    continue
-                await self._send_update(pseudo + copy_rects + encoded)
+                else:
+                    await self._send_update(pseudo + copy_rects + encoded)
             finally:
                 self._busy = False
-            await self._answer_fence()
+            await self._after_update()
 
     async def _send_update(self, rects: list[bytes]) -> None:
         """Send one FramebufferUpdate (and, with fences, the fence that paces the next)."""
@@ -419,10 +430,17 @@ class Session:
 
     async def _answer_fence(self) -> None:
         proto = self.protocol
-        if proto.pending_fence is not None:
+        if proto.pending_fences:
             proto.answer_fence()
             await self._handle_events()
             self._flush()
+
+    async def _after_update(self) -> None:
+        """What waited for the update that was being encoded (sent or thrown away): EndOfContinuousUpdates,
+        then the answers to fence requests."""
+        self.protocol.release_end_of_continuous()
+        self._flush()
+        await self._answer_fence()
 
     def _cursor_overlay(self, frame: FrameArray, to_send: Region) -> CursorOverlay | None:
         """For a client that draws no cursor: the cursor to paint over this update, when it is on the frame

@@ -119,6 +119,51 @@ def test_fence_request_blocks_following_messages_until_answered() -> None:
     assert proto.events_received() == [KeyEvent(True, 0x61)]
 
 
+def test_sync_next_fence_is_answered_after_the_next_message() -> None:
+    """SyncNext: the message after the fence takes effect atomically with the answer (TigerVNC's viewers send
+    Fence(SyncNext) then SetPixelFormat and switch decoders on the answer): the answer is due only once that
+    message is processed, however the bytes arrive; messages are not held up meanwhile."""
+    proto = connect([0, -312])
+    proto.data_to_send()
+    flags = (1 << 31) | 0b100  # request, SyncNext
+    proto.receive_data(struct.pack(">B3xIB", 248, flags, 2) + b"pf")
+    assert proto.events_received() == [] and not proto.pending_fences
+    rgb565 = struct.pack(">BBBBHHHBBB3x", 16, 16, 0, 1, 31, 63, 31, 11, 5, 0)
+    proto.receive_data(b"\x00\x00\x00\x00" + rgb565)
+    events = proto.events_received()
+    assert [type(e).__name__ for e in events] == ["PixelFormatChanged", "FenceReceived"], events
+    assert proto.pixel_format.bits_per_pixel == 16
+    proto.answer_fence()
+    assert proto.data_to_send() == struct.pack(">B3xIB", 248, 0b100, 2) + b"pf"
+    # nothing was held: a key event right after is parsed
+    proto.receive_data(b"\x04\x01\x00\x00\x00\x00\x00\x61")
+    assert proto.events_received() == [KeyEvent(True, 0x61)]
+
+
+def test_every_fence_request_is_answered_in_order() -> None:
+    proto = connect([0, -312])
+    proto.data_to_send()
+    request = (1 << 31) | 0b001  # BlockBefore: the session answers once its update in flight is out
+    proto.receive_data(b"".join(struct.pack(">B3xIB", 248, request, 1) + p for p in (b"A", b"B")))
+    assert [e.payload for e in proto.events_received() if isinstance(e, FenceReceived)] == [b"A", b"B"]
+    proto.answer_fence()
+    assert proto.data_to_send() == b"".join(struct.pack(">B3xIB", 248, 0b001, 1) + p for p in (b"A", b"B"))
+
+
+def test_end_of_continuous_updates_waits_for_the_update_being_encoded() -> None:
+    """Disabling continuous updates while an update is being encoded: that update goes out first, then
+    EndOfContinuousUpdates (the client switches state on it)."""
+    proto = connect([0, -313])
+    proto.data_to_send()
+    proto.receive_data(struct.pack(">BBHHHH", 150, 1, 0, 0, 100, 80))
+    proto.hold_end_of_continuous = True  # what the session sets while it encodes
+    proto.receive_data(struct.pack(">BBHHHH", 150, 0, 0, 0, 0, 0))
+    assert not proto.continuous and proto.data_to_send() == b""
+    proto.send_update([])
+    proto.release_end_of_continuous()
+    assert proto.data_to_send() == b"\x00\x00\x00\x00" + b"\x96"
+
+
 def test_fence_response_and_our_fences() -> None:
     proto = connect([0, -312])
     proto.data_to_send()

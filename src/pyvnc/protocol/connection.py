@@ -161,8 +161,13 @@ class RFBServerProtocol:
         self.continuous = False
         self.continuous_area: Rect | None = None
         self._announced: set[int] = set()
-        #: a fence request from the client waiting for :meth:`answer_fence`
-        self.pending_fence: tuple[int, bytes] | None = None
+        #: fence requests waiting for their answer, oldest first (:meth:`answer_fence`)
+        self.pending_fences: list[tuple[int, bytes]] = []
+        #: a SyncNext fence request, answered once the message after it has been processed
+        self._sync_fence: tuple[int, bytes] | None = None
+        #: set while an update is being encoded: EndOfContinuousUpdates must not overtake it
+        self.hold_end_of_continuous = False
+        self.end_of_continuous_pending = False
         #: the server's clipboard text, kept to answer extended clipboard requests
         self.clipboard_text: str | None = None
         #: what the client accepts unsolicited (extended clipboard caps): text size limit
@@ -328,15 +333,22 @@ class RFBServerProtocol:
             self._out.append(server_cut_text_message(text))
 
     def answer_fence(self) -> None:
-        """Answer the client's pending fence request (rfbproto 7.5.8): call it once everything the client
-        sent before the fence has taken effect, i.e. no update encoded under old state is still unsent."""
-        if self.pending_fence is None:
+        """Answer the client's pending fence requests (rfbproto 7.5.8), oldest first: call it once everything
+        the client sent before them has taken effect, i.e. no update encoded under old state is still unsent."""
+        if not self.pending_fences:
             return
-        flags, payload = self.pending_fence
-        self.pending_fence = None
+        fences, self.pending_fences = self.pending_fences, []
         if self.phase is Phase.NORMAL:
-            self._out.append(server_fence_message(flags & FENCE_SUPPORTED, payload))
+            for flags, payload in fences:
+                self._out.append(server_fence_message(flags & FENCE_SUPPORTED, payload))
             self._advance()
+
+    def release_end_of_continuous(self) -> None:
+        """The update that was being encoded is out: send the EndOfContinuousUpdates held back meanwhile."""
+        self.hold_end_of_continuous = False
+        if self.end_of_continuous_pending:
+            self.end_of_continuous_pending = False
+            self._out.append(end_of_continuous_updates_message())
 
     def send_fence(self, payload: bytes, flags: int = FENCE_BLOCK_BEFORE) -> None:
         """Send a fence request of our own; the client answers with the same payload (used for pacing)."""
@@ -375,7 +387,18 @@ class RFBServerProtocol:
     def _run(self) -> _Parser:
         yield from self._handshake()
         while self.phase is not Phase.CLOSED:
+            sync = self._sync_fence
             yield from self._message()
+            if sync is not None and self._sync_fence is sync:  # the message after a SyncNext fence is done
+                self._sync_fence = None
+                yield from self._fence_request(*sync)
+
+    def _fence_request(self, flags: int, payload: bytes) -> _Parser:
+        self.pending_fences.append((flags, payload))
+        self._events.append(FenceReceived(flags, payload, True))
+        if flags & FENCE_BLOCK_AFTER:
+            # what follows must wait until the answer is sent
+            yield from self._wait_for(lambda: not self.pending_fences)
 
     def _handshake(self) -> _Parser:
         # ProtocolVersion (rfbproto 7.1.1)
@@ -493,19 +516,24 @@ class RFBServerProtocol:
             self.continuous = bool(enable)
             self.continuous_area = rect if enable else None
             if not enable:
-                self._out.append(end_of_continuous_updates_message())
+                # rfbproto: the server has stopped sending continuous updates; an update being encoded
+                # still goes first (release_end_of_continuous)
+                if self.hold_end_of_continuous:
+                    self.end_of_continuous_pending = True
+                else:
+                    self._out.append(end_of_continuous_updates_message())
             self._events.append(ContinuousUpdatesChanged(bool(enable), rect))
         elif mtype == CLIENT_FENCE_TYPE and self.supports(Encoding.FENCE):
             flags, length = struct.unpack(">3xIB", (yield from self._read(8)))
             if length > 64:
                 raise ProtocolError(f"ClientFence with a {length}-byte payload (at most 64)")
             payload = yield from self._read(length)
-            if flags & FENCE_REQUEST:
-                self.pending_fence = (flags, payload)
-                self._events.append(FenceReceived(flags, payload, True))
-                if flags & (FENCE_BLOCK_AFTER | FENCE_SYNC_NEXT):
-                    # what follows must wait until the answer is sent
-                    yield from self._wait_for(lambda: self.pending_fence is None)
+            if flags & FENCE_REQUEST and flags & FENCE_SYNC_NEXT:
+                # rfbproto: the next message takes effect atomically with the answer: it is answered once
+                # that message has been processed (see _run)
+                self._sync_fence = (flags, payload)
+            elif flags & FENCE_REQUEST:
+                yield from self._fence_request(flags, payload)
             else:
                 self._events.append(FenceReceived(flags, payload, False))
         elif mtype == QEMU_CLIENT_MESSAGE_TYPE and self.supports(Encoding.QEMU_EXTENDED_KEY_EVENT):
