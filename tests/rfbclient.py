@@ -53,6 +53,9 @@ class RFBClient:
         self.leds: list[int] = []
         #: pseudo-encodings the server confirmed with an empty rectangle (QEMU key events, mouse buttons)
         self.confirmed: set[int] = set()
+        #: every ExtendedDesktopSize rectangle: reason, status, width, height and the screens (id, x, y, w, h,
+        #: flags)
+        self.layouts: list[tuple[int, int, int, int, list[tuple[int, ...]]]] = []
 
     @classmethod
     async def connect(
@@ -114,6 +117,11 @@ class RFBClient:
     def set_pixel_format(self, pf: PixelFormat) -> None:
         self.writer.write(b"\x00\x00\x00\x00" + pf.pack())
         self.pf = pf
+
+    def set_desktop_size(self, w: int, h: int, screens: list[tuple[int, int, int, int, int, int]]) -> None:
+        """SetDesktopSize (rfbproto 7.5.9): the framebuffer size and screens (id, x, y, w, h, flags)."""
+        body = b"".join(struct.pack(">IHHHHI", *screen) for screen in screens)
+        self.writer.write(bytes([251, 0]) + struct.pack(">HHBx", w, h, len(screens)) + body)
 
     def set_encodings(self, encodings: list[int]) -> None:
         self.writer.write(struct.pack(">BxH", 2, len(encodings)) + struct.pack(f">{len(encodings)}i", *encodings))
@@ -186,7 +194,8 @@ class RFBClient:
                 self._resize(w, h)
             elif enc == -308:  # ExtendedDesktopSize
                 (ns,) = struct.unpack(">B3x", await self.read(4))
-                await self.read(16 * ns)
+                screens = [struct.unpack(">IHHHHI", await self.read(16)) for _ in range(ns)]
+                self.layouts.append((x, y, w, h, screens))
                 if x == 0 or (x == 1 and y == 0) or x == 2:
                     self._resize(w, h)
             elif enc == 1:  # CopyRect: copy within our own framebuffer

@@ -175,6 +175,83 @@ async def test_set_desktop_size_prohibited(served: tuple[Server, PushSource, np.
     await client.close()
 
 
+async def layouts_until(client: RFBClient, count: int) -> list[tuple[int, int, int, int, list[tuple[int, ...]]]]:
+    """Read updates (asking for more) until ``count`` ExtendedDesktopSize rectangles have come; checks that no
+    update carrying one also carries framebuffer data."""
+    for _ in range(20):
+        if len(client.layouts) >= count:
+            return client.layouts
+        update = await asyncio.wait_for(client.read_update(), 10)
+        if any(r[4] == -308 for r in update.rects):
+            assert all(r[4] == -308 for r in update.rects), update.rects
+        client.request(incremental=True)
+    raise AssertionError(f"only {client.layouts}")
+
+
+async def test_set_desktop_size_answers_with_the_layout_asked_for(
+    served: tuple[Server, PushSource, np.ndarray],
+) -> None:
+    """rfbproto SetDesktopSize: every request is answered to its client, in order, on success with exactly
+    the layout asked for (screen ids and flags kept) and reason "this client"; the other clients get the new
+    layout with reason "another client"; an impossible layout is refused with "invalid screen layout". A new
+    layout of the same size (two screens side by side here) needs no resize of the source."""
+    server, _source, _rgb = served
+    asker = await RFBClient.connect("127.0.0.1", server.port)
+    other = await RFBClient.connect("127.0.0.1", server.port)
+    for c in (asker, other):
+        c.set_encodings([0, -308])
+        c.request()
+        await layouts_until(c, 1)
+        assert c.layouts == [(0, 0, W, H, [(1, 0, 0, W, H, 0)])]  # the server's layout: one screen
+        c.request(incremental=True)
+        await c.read_update()  # the pixels
+    two = [(7, 0, 0, 80, H, 0x10), (9, 80, 0, W - 80, H, 0)]
+    asker.set_desktop_size(W, H, two)
+    moved = [two[1], (7, 0, 0, 80, 50, 0)]
+    asker.set_desktop_size(W, H, moved)  # two requests back to back
+    asker.set_desktop_size(W, H, [(3, 100, 0, W, H, 0)])  # off the framebuffer: refused
+    asker.request(incremental=True)
+    other.request(incremental=True)
+    answers = (await layouts_until(asker, 4))[1:]
+    assert answers[0] == (1, 0, W, H, two)  # this client, no error: exactly what it asked for
+    assert answers[1] == (1, 0, W, H, moved)
+    assert answers[2][:2] == (1, 3)  # this client, invalid screen layout
+    seen = (await layouts_until(other, 2))[1:]
+    assert seen[-1] == (2, 0, W, H, moved)  # another client changed it
+    assert all(reason == 2 for reason, *_ in seen)
+    # a non-incremental request is answered with the layout too, in an update of its own
+    other.request(incremental=False)
+    layouts = await layouts_until(other, len(other.layouts) + 1)
+    assert layouts[-1][:2] == (0, 0)
+    update = await asyncio.wait_for(other.read_update(), 10)
+    assert {r[4] for r in update.rects} == {0}
+    await asker.close()
+    await other.close()
+
+
+async def test_a_client_that_cannot_resize_gets_its_whole_framebuffer_back() -> None:
+    """No DesktopSize: the client keeps the size ServerInit gave it. Shrunk, it gets the part that fits;
+    grown back, the whole of its framebuffer again (not the smallest size seen)."""
+    source = PushSource(width=W, height=H)
+    source.push(frame_rgb(1))
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([0])
+        client.request()
+        await client.read_update()
+        source.push(frame_rgb(2, h=H // 2, w=W // 2))
+        client.request(incremental=True)
+        update = await asyncio.wait_for(client.read_update(), 10)
+        assert max(x + w for x, _y, w, _h, _e in update.rects) <= W // 2
+        final = frame_rgb(3)
+        source.push(final)
+        client.request(incremental=True)
+        await asyncio.wait_for(client.read_update(), 10)
+        assert (client.width, client.height) == (W, H)
+        assert np.array_equal(client.fb, final)
+        await client.close()
+
+
 async def test_exclusive_client_disconnects_others_but_view_only_never_does() -> None:
     source = PushSource(width=W, height=H)
     source.push(frame_rgb())

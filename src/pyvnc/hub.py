@@ -14,6 +14,7 @@ import numpy as np
 
 from .capture.base import FrameArray
 from .errors import CaptureError
+from .protocol.messages import Screen
 
 if TYPE_CHECKING:
     from .capture.cursor import CursorImage
@@ -55,6 +56,12 @@ class Subscription:
         self.hub.unsubscribe(self)
 
 
+#: the id of the one screen of the server's layouts (ExtendedDesktopSize). Any value is valid (rfbproto), but
+#: libvncclient (Remmina, KRDC) ignores a new size whose layout has a screen of id 0, and then refuses the new
+#: desktop's rectangles; LibVNCServer's own server says 1.
+SCREEN_ID = 1
+
+
 class FrameHub:
     """The server's frame sink: sources publish, sessions subscribe."""
 
@@ -75,11 +82,34 @@ class FrameHub:
         self.pointer: tuple[int, int] | None = None
         #: the keyboard LEDs (QEMU LED State bits) once the source reported a change, else None
         self.led_state: int | None = None
+        #: the screen layout (ExtendedDesktopSize), bumped ``layout_seq`` on every change, and the session
+        #: whose SetDesktopSize set it (None: the server, e.g. a new frame size)
+        self.screens: tuple[Screen, ...] = (Screen(SCREEN_ID, 0, 0, 1, 1),)
+        self.layout_seq = 0
+        self.layout_owner: object | None = None
+        #: the layout a session's SetDesktopSize is resizing the source for: (size, screens, session)
+        self._expected_layout: tuple[tuple[int, int], tuple[Screen, ...], object] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of the latest frame."""
         return self.frame.shape[1], self.frame.shape[0]
+
+    def expect_layout(self, size: tuple[int, int], screens: tuple[Screen, ...], owner: object) -> None:
+        """A client asked for ``screens`` at ``size``: the next frame of that size has them as its layout (one
+        layout change, by ``owner``, not the server's and then the client's)."""
+        self._expected_layout = (size, screens, owner)
+
+    def forget_layout(self) -> None:
+        self._expected_layout = None
+
+    def set_layout(self, screens: tuple[Screen, ...], owner: object | None) -> None:
+        """Screens a client laid out over the current frame (checked by the caller); ``owner`` is its session."""
+        self.screens = screens
+        self.layout_owner = owner
+        self.layout_seq += 1
+        for sub in self._subs:
+            sub.changed.set()  # every session tells its client
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self)
@@ -101,6 +131,13 @@ class FrameHub:
             raise ValueError(f"frames must be (H, W, 4) uint8 BGRX arrays, got {frame.shape} {frame.dtype}")
         resized = frame.shape[:2] != self.frame.shape[:2]
         self.frame = frame
+        if resized:
+            size = (frame.shape[1], frame.shape[0])
+            expected, self._expected_layout = self._expected_layout, None
+            if expected is not None and expected[0] == size:
+                self.set_layout(expected[1], expected[2])
+            else:  # the server's layout: one screen covering the frame
+                self.set_layout((Screen(SCREEN_ID, 0, 0, *size),), None)
         self.seq += 1
         whole = Rect(0, 0, frame.shape[1], frame.shape[0])
         if resized or rects is None:

@@ -80,21 +80,18 @@ def _moved(rect: bytes, dx: int, dy: int) -> bytes:
     return RECT_POSITION.pack(x + dx, y + dy) + rect[4:]
 
 
-#: the id of the desktop's one screen in ExtendedDesktopSize layouts. Any value is valid (rfbproto 7.8.10), but
-#: libvncclient (Remmina, KRDC) ignores a new size whose layout has a screen of id 0, and then refuses the new
-#: desktop's rectangles; LibVNCServer's own server says 1.
-SCREEN_ID = 1
-
-
 def _rect_encoding(rect: bytes) -> int:
     """The encoding number in the header of an encoded rectangle (rfbproto 7.6.1)."""
     (encoding,) = struct.unpack_from(">i", rect, 8)
     return int(encoding)
 
 
-def _layout_rect(reason: int, status: int, width: int, height: int) -> bytes:
-    """An ExtendedDesktopSize rectangle for a desktop of one screen, :data:`SCREEN_ID`, covering it all."""
-    return extended_desktop_size_rect(reason, status, width, height, (Screen(SCREEN_ID, 0, 0, width, height),))
+def _valid_layout(width: int, height: int, screens: tuple[Screen, ...]) -> bool:
+    """A SetDesktopSize layout pyvnc can take: 1-255 screens of distinct ids, each non-empty and inside the
+    framebuffer (rfbproto "Screen Model"; screens may overlap and need not cover it)."""
+    ids = {s.id for s in screens}
+    inside = all(s.width > 0 and s.height > 0 and s.x + s.width <= width and s.y + s.height <= height for s in screens)
+    return width > 0 and height > 0 and 0 < len(screens) == len(ids) and inside
 
 
 class Session:
@@ -134,6 +131,8 @@ class Session:
         self._buttons = 0
         self._pointer = (0, 0)
         self._client_size = (0, 0)
+        #: the size ServerInit gave: all a client that cannot resize ever has
+        self._init_size = (0, 0)
         self._client_name = ""
         #: the LED state this client was last sent (None: not yet)
         self._leds_sent: int | None = None
@@ -149,7 +148,14 @@ class Session:
         self._busy = False
         self._confirmed: set[int] = set()
         self._cursor_seq_sent = -1
-        self._resize_target: tuple[int, int] | None = None
+        #: this client's SetDesktopSize requests that succeeded and are not answered yet: the hub's layout_seq
+        #: they made, and the size and screens asked for (answered with exactly those, rfbproto)
+        self._answers: list[tuple[int, int, int, tuple[Screen, ...]]] = []
+        #: the hub's layout last told to the client; a non-incremental request makes it told again
+        self._layout_seq_sent = -1
+        self._restate_layout = False
+        #: a SetDesktopSize is resizing the source: no update until it is answered
+        self._resizing = False
         self._resize_task: asyncio.Task[None] | None = None
         self.updates_sent = 0
         self.bytes_sent = 0
@@ -221,7 +227,7 @@ class Session:
                 self._closing_reason = refusal
                 return
             width, height = self.hub.size
-            self._client_size = (width, height)
+            self._client_size = self._init_size = (width, height)
             self._client_name = self.hub.name
             proto.send_server_init(width, height, self.hub.name)
             self.sub = self.hub.subscribe()
@@ -263,6 +269,10 @@ class Session:
         elif isinstance(event, UpdateRequested | PixelFormatChanged):
             if isinstance(event, UpdateRequested) and self.sub is not None:
                 self.sub.wants = True
+            if isinstance(event, UpdateRequested) and not event.incremental:
+                # rfbproto: a non-incremental request is answered with the layout too (the client has no
+                # other way to ask for it); like any layout, in an update of its own
+                self._restate_layout = proto.supports(Encoding.EXTENDED_DESKTOP_SIZE)
             self._wake.set()
         elif isinstance(event, KeyEvent):
             if not self.view_only:
@@ -342,7 +352,7 @@ class Session:
                         w.cancel()
             sub.changed.clear()
             self._wake.clear()
-            if proto.closed or not proto.has_request:
+            if proto.closed or not proto.has_request or self._resizing:
                 continue
             if not self.pacer.can_send():
                 continue  # too much in flight: a fence coming back wakes us
@@ -482,20 +492,17 @@ class Session:
         out, self._pending_pseudo = self._pending_pseudo, []
         sizes, self._pending_sizes = self._pending_sizes, []
         size = self.hub.size
+        extended = proto.supports(Encoding.EXTENDED_DESKTOP_SIZE)
+        if extended and (self._restate_layout or self.hub.layout_seq != self._layout_seq_sent):
+            sizes[:0] = self._layout_rects()  # the layout first, then refusals of SetDesktopSize requests
         if size != self._client_size:
             w, h = size
-            if proto.supports(Encoding.EXTENDED_DESKTOP_SIZE):
-                reason = ExtendedDesktopSizeReason.SERVER
-                if self._resize_target == (w, h):
-                    reason = ExtendedDesktopSizeReason.THIS_CLIENT
-                    self._resize_target = None
-                sizes.append(_layout_rect(reason, ExtendedDesktopSizeStatus.NO_ERROR, w, h))
-            elif proto.supports(Encoding.DESKTOP_SIZE):
+            if not extended and proto.supports(Encoding.DESKTOP_SIZE):
                 sizes.append(desktop_size_rect(w, h))
-            else:
+            elif not extended:
                 # the client cannot resize: keep sending the part of the new frame that fits its framebuffer
-                w = min(w, self._client_size[0])
-                h = min(h, self._client_size[1])
+                w = min(w, self._init_size[0])
+                h = min(h, self._init_size[1])
             self._client_size = (w, h)
             proto.set_framebuffer_size(w, h)
             whole = Rect(0, 0, w, h)
@@ -526,30 +533,68 @@ class Session:
             self._client_name = self.hub.name
         return out, sizes
 
+    def _layout_rects(self) -> list[bytes]:
+        """ExtendedDesktopSize rectangles telling the client the hub's layout: this client's answered requests
+        first (each with what it asked for, in order), then the layout now, by whoever set it."""
+        hub = self.hub
+        ok = ExtendedDesktopSizeStatus.NO_ERROR
+        out: list[bytes] = []
+        answered = [a for a in self._answers if a[0] <= hub.layout_seq]
+        self._answers = self._answers[len(answered) :]
+        for seq, w, h, screens in answered:
+            if seq < hub.layout_seq:  # a layout changed again since: its answer still comes, in order
+                out.append(extended_desktop_size_rect(ExtendedDesktopSizeReason.THIS_CLIENT, ok, w, h, screens))
+        current = bool(answered) and answered[-1][0] == hub.layout_seq
+        if current:
+            reason = ExtendedDesktopSizeReason.THIS_CLIENT
+        elif self._restate_layout or hub.layout_owner is None or hub.layout_owner is self:
+            reason = ExtendedDesktopSizeReason.SERVER
+        else:
+            reason = ExtendedDesktopSizeReason.OTHER_CLIENT
+        w, h = hub.size
+        out.append(extended_desktop_size_rect(reason, ok, w, h, hub.screens))
+        self._layout_seq_sent = hub.layout_seq
+        self._restate_layout = False
+        return out
+
     async def _resize_desktop(self, event: DesktopSizeRequested) -> None:
-        """SetDesktopSize (rfbproto 7.5.9): resize the source if it can, and answer with an
-        ExtendedDesktopSize rectangle of reason "this client" and the outcome's status."""
-        resize = getattr(self.source, "set_desktop_size", None)
-        w, h = event.width, event.height
+        """SetDesktopSize (rfbproto 7.5.9): take the client's layout, resizing the source first if the size
+        changes and the source can. Success is answered, in the updater, with the layout asked for (reason
+        "this client"; other clients get it with reason "another client"); a refusal at once, with its status
+        and the layout as it is."""
+        w, h, screens = event.width, event.height, event.screens
         status: int = ExtendedDesktopSizeStatus.PROHIBITED
+        resize = getattr(self.source, "set_desktop_size", None)
         if self.view_only:
             log.info("%s: view-only client may not resize the desktop", self.peer)
+        elif not _valid_layout(w, h, screens):
+            status = ExtendedDesktopSizeStatus.INVALID_LAYOUT
+        elif (w, h) == self.hub.size:
+            status = ExtendedDesktopSizeStatus.NO_ERROR  # the screens only
         elif callable(resize):
-            # the size change this causes is this client's answer (reason "this client"), see _pseudo_rects
-            self._resize_target = (w, h)
-            status = await resize(w, h)
-            if status == ExtendedDesktopSizeStatus.NO_ERROR:
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 3
-                while self.hub.size != (w, h) and loop.time() < deadline:
-                    await asyncio.sleep(0.02)
-                if self.hub.size == (w, h):
-                    self._wake.set()
-                    return  # the updater sends the new size as the answer (or already did)
-                status = ExtendedDesktopSizeStatus.INVALID_LAYOUT
-            self._resize_target = None
-        size = self.hub.size
-        self._pending_sizes.append(_layout_rect(ExtendedDesktopSizeReason.THIS_CLIENT, status, *size))
+            # no update goes out meanwhile: the new frame's size is told with the answer
+            self._resizing = True
+            self.hub.expect_layout((w, h), screens, self)
+            try:
+                status = await resize(w, h)
+                if status == ExtendedDesktopSizeStatus.NO_ERROR:
+                    loop = asyncio.get_running_loop()
+                    deadline = loop.time() + 3
+                    while self.hub.size != (w, h) and loop.time() < deadline:
+                        await asyncio.sleep(0.02)
+                    if self.hub.size != (w, h):
+                        status = ExtendedDesktopSizeStatus.INVALID_LAYOUT
+            finally:
+                self.hub.forget_layout()
+                self._resizing = False
+        if status == ExtendedDesktopSizeStatus.NO_ERROR:
+            if self.hub.layout_owner is not self or self.hub.screens != screens:
+                self.hub.set_layout(screens, self)  # the other sessions tell their clients: "another client"
+            self._answers.append((self.hub.layout_seq, w, h, screens))
+        else:
+            cw, ch = self._client_size
+            reply = extended_desktop_size_rect(ExtendedDesktopSizeReason.THIS_CLIENT, status, cw, ch, self.hub.screens)
+            self._pending_sizes.append(reply)
         self._wake.set()
 
     def _sync_subscription(self) -> None:
@@ -581,10 +626,7 @@ class Session:
             # rfbproto 7.8.10: the current size and layout go out in the first update after the client said it
             # understands ExtendedDesktopSize; that is also how it learns SetDesktopSize is supported
             self._confirmed.add(Encoding.EXTENDED_DESKTOP_SIZE)
-            w, h = self._client_size
-            self._pending_sizes.append(
-                _layout_rect(ExtendedDesktopSizeReason.SERVER, ExtendedDesktopSizeStatus.NO_ERROR, w, h)
-            )
+            self._restate_layout = True
         # (re)state the keyboard LEDs in the next update to a client that asks for them
         self._leds_sent = None
         self._wake.set()
