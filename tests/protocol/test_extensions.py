@@ -242,6 +242,20 @@ def test_server_clipboard_provided_or_notified_by_client_caps() -> None:
     assert zlib.decompress(out[12:]) == struct.pack(">I", 6) + b"later\0"
 
 
+def test_server_clipboard_follows_the_actions_and_formats_the_client_takes() -> None:
+    """rfbproto: caps list the formats and actions the sender is willing to receive."""
+    proto = connect([0, EXT_CLIP])
+    proto.data_to_send()
+    notify_only = struct.pack(">II", (1 << 24) | 1 | (1 << 27), 1 << 20)  # text up to 1 MiB, but no provide
+    proto.receive_data(client_cut(notify_only))
+    proto.send_cut_text("short")
+    assert proto.data_to_send() == server_cut(struct.pack(">I", (1 << 27) | 1))
+    no_text = struct.pack(">II", (1 << 24) | 4 | (1 << 27) | (1 << 28), 1 << 20)  # html only
+    proto.receive_data(client_cut(no_text))
+    proto.send_cut_text("more")
+    assert proto.data_to_send() == b""
+
+
 def test_legacy_cut_text_without_extension() -> None:
     proto = connect([0])
     proto.send_cut_text("é€")

@@ -50,6 +50,8 @@ class ExtendedClipboardMessage:
     sizes: tuple[int, ...] = ()
     #: provide: the text, if the text format was included (line endings normalised to "\n")
     text: str | None = None
+    #: caps: the actions the peer accepts (request, peek, notify, provide bits)
+    accepts: int = 0
 
 
 def caps_message(max_text: int) -> bytes:
@@ -88,7 +90,7 @@ def parse(body: bytes, max_text: int) -> ExtendedClipboardMessage:
         if len(body) < 4 + 4 * n:
             raise ProtocolError("extended clipboard caps message is missing its sizes")
         sizes = struct.unpack_from(f">{n}I", body, 4)
-        return ExtendedClipboardMessage(ACTION_CAPS, formats, sizes)
+        return ExtendedClipboardMessage(ACTION_CAPS, formats, sizes, accepts=action & ~ACTION_CAPS)
     if action in (ACTION_REQUEST, ACTION_PEEK, ACTION_NOTIFY):
         return ExtendedClipboardMessage(action, formats)
     if action != ACTION_PROVIDE:

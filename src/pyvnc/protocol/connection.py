@@ -172,6 +172,9 @@ class RFBServerProtocol:
         self.clipboard_text: str | None = None
         #: what the client accepts unsolicited (extended clipboard caps): text size limit
         self.client_text_limit = clipboard.DEFAULT_CLIENT_TEXT_LIMIT
+        #: what the client's caps say it receives (before any caps: text, notify and provide)
+        self.client_takes_text = True
+        self.client_clipboard_actions = clipboard.ACTION_NOTIFY | clipboard.ACTION_PROVIDE | clipboard.ACTION_REQUEST
         self._parser = self._run()
         self._out.append(b"RFB 003.008\n")
         self._advance()
@@ -325,9 +328,12 @@ class RFBServerProtocol:
         if self.phase is not Phase.NORMAL:
             return
         if self.supports(Encoding.EXTENDED_CLIPBOARD):
-            if len(text.encode("utf-8")) + 1 <= self.client_text_limit:
+            actions = self.client_clipboard_actions
+            if not self.client_takes_text:
+                return  # its caps list no text: it wants none
+            if actions & clipboard.ACTION_PROVIDE and len(text.encode("utf-8")) + 1 <= self.client_text_limit:
                 self._out.append(extended_cut_text_message(clipboard.provide_message(text)))
-            else:
+            elif actions & clipboard.ACTION_NOTIFY:
                 self._out.append(extended_cut_text_message(clipboard.notify_message(True)))
         else:
             self._out.append(server_cut_text_message(text))
@@ -579,6 +585,9 @@ class RFBServerProtocol:
         if msg.action == clipboard.ACTION_CAPS:
             text_ok = msg.formats & clipboard.FORMAT_TEXT
             self.client_text_limit = msg.sizes[0] if text_ok and msg.sizes else 0
+            # rfbproto: the formats and actions the client is willing to receive
+            self.client_takes_text = bool(text_ok)
+            self.client_clipboard_actions = msg.accepts
         elif msg.action == clipboard.ACTION_REQUEST:
             if msg.formats & clipboard.FORMAT_TEXT and self.clipboard_text is not None:
                 self._out.append(extended_cut_text_message(clipboard.provide_message(self.clipboard_text)))
