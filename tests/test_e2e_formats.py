@@ -229,6 +229,24 @@ async def test_set_desktop_size_answers_with_the_layout_asked_for(
     await other.close()
 
 
+async def test_an_empty_request_is_answered_with_pseudo_rectangles_only(
+    served: tuple[Server, PushSource, np.ndarray],
+) -> None:
+    """rfbproto: "an empty area can still solicit a FramebufferUpdate even though that update will only
+    contain pseudo-encodings": a 0×0 request gets the next desktop name change."""
+    server, source, _rgb = served
+    client = await RFBClient.connect("127.0.0.1", server.port)
+    client.set_encodings([0, -307])
+    client.request()
+    await client.read_update()
+    client.request(incremental=True, x=0, y=0, w=0, h=0)
+    await asyncio.sleep(0.1)
+    source.set_name("renamed")
+    update = await asyncio.wait_for(client.read_update(), 5)
+    assert [r[4] for r in update.rects] == [-307] and client.name == "renamed"
+    await client.close()
+
+
 async def test_a_client_that_cannot_resize_gets_its_whole_framebuffer_back() -> None:
     """No DesktopSize: the client keeps the size ServerInit gave it. Shrunk, it gets the part that fits;
     grown back, the whole of its framebuffer again (not the smallest size seen)."""

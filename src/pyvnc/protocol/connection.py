@@ -152,6 +152,9 @@ class RFBServerProtocol:
         self.full_request = Region()
         #: every area asked for (incremental or not) not yet answered
         self.request_area = Region()
+        #: a request for an empty area (or one off the framebuffer) is pending: it may be answered with
+        #: pseudo-rectangles only
+        self.empty_request = False
         self._buf = bytearray()
         self._out: list[bytes] = []
         self._events: list[Event] = []
@@ -268,6 +271,7 @@ class RFBServerProtocol:
         """
         full, area = self.full_request, self.request_area
         self.full_request, self.request_area = Region(), Region()
+        self.empty_request = False
         return full, area
 
     def restore_request(self, full: Region, area: Region) -> None:
@@ -278,7 +282,7 @@ class RFBServerProtocol:
     @property
     def has_request(self) -> bool:
         """True when an update may be sent: a request is pending, or continuous updates are on."""
-        return bool(self.request_area) or self.continuous
+        return bool(self.request_area) or self.continuous or self.empty_request
 
     def update_area(self) -> Region:
         """Every area the client wants updates for now: its pending requests plus the continuous area."""
@@ -491,6 +495,9 @@ class RFBServerProtocol:
                 self.request_area.add(clipped)
                 if not inc:
                     self.full_request.add(clipped)
+            elif clipped is None and not self.continuous:
+                # rfbproto: an empty area still solicits an update, of pseudo-rectangles only
+                self.empty_request = True
             self._events.append(UpdateRequested(bool(inc), rect))
         elif mtype == ClientMessageType.KEY_EVENT:
             down, key = KEY_EVENT.unpack((yield from self._read(KEY_EVENT.size)))
