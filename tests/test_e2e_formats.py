@@ -167,11 +167,9 @@ async def test_set_desktop_size_prohibited(served: tuple[Server, PushSource, np.
     client.request(incremental=True)
     update = await client.read_update()
     eds = [r for r in update.rects if r[4] == -308]
-    # first the announcement of the current size (reason: server), then the answer
-    assert eds[0] == (0, 0, W, H, -308)
-    x, y, w, h, enc = eds[-1]
-    assert (x, y, enc) == (1, 1, -308)  # reason: this client; status: prohibited
-    assert (w, h) == (W, H)
+    # the answer (reason: this client; status: prohibited; the size as it is), then the layout now (reason:
+    # server), last: libvncclient takes the size of every such rectangle
+    assert eds == [(1, 1, W, H, -308), (0, 0, W, H, -308)]
     await client.close()
 
 
@@ -227,6 +225,84 @@ async def test_set_desktop_size_answers_with_the_layout_asked_for(
     assert {r[4] for r in update.rects} == {0}
     await asker.close()
     await other.close()
+
+
+class ResizablePushSource(PushSource):
+    """A PushSource that takes SetDesktopSize: after ``delay`` seconds it shows a new picture of that size
+    (or, with ``hang``, never answers)."""
+
+    def __init__(self, delay: float = 0.0, hang: bool = False) -> None:
+        super().__init__(width=W, height=H)
+        self.push(frame_rgb())
+        self.delay, self.hang = delay, hang
+
+    async def set_desktop_size(self, w: int, h: int) -> int:
+        if self.hang:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.delay)
+        self.push(frame_rgb(5, h=h, w=w))
+        return 0
+
+
+async def test_set_desktop_size_requests_are_carried_out_and_answered_in_order() -> None:
+    """Requests that take time (a resize), are refused, or ask for what is already there, sent back to back:
+    carried out one at a time and answered in the order sent; the other client sees each size once, as
+    "another client"'s; every size rectangle's size is one the desktop really had, the last the one now."""
+    source = ResizablePushSource(delay=0.2)
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        asker = await RFBClient.connect("127.0.0.1", server.port)
+        other = await RFBClient.connect("127.0.0.1", server.port)
+        for c in (asker, other):
+            c.set_encodings([0, -308])
+            c.request()
+            await layouts_until(c, 1)
+            c.request(incremental=True)
+            await c.read_update()
+        big = [(1, 0, 0, W + 40, H + 20, 0)]
+        asker.set_desktop_size(W + 40, H + 20, big)  # a resize, 0.2 s
+        asker.set_desktop_size(W, H, [(1, W, 0, 10, 10, 0)])  # off the framebuffer: refused
+        asker.set_desktop_size(W + 40, H + 20, big)  # what will be there by then: no resize
+        asker.set_desktop_size(W + 40, H + 20, big)  # and again
+        asker.request(incremental=True)
+        other.request(incremental=True)
+        answers = [a for a in (await layouts_until(asker, 5))[1:] if a[0] == 1]
+        while len(answers) < 4:
+            answers = [a for a in (await layouts_until(asker, len(asker.layouts) + 1))[1:] if a[0] == 1]
+        assert [a[:2] for a in answers] == [(1, 0), (1, 3), (1, 0), (1, 0)]
+        assert all(a[2:4] == (W + 40, H + 20) for a in answers)  # the refusal says the size now, too
+        assert asker.layouts[-1][2:4] == (W + 40, H + 20)
+        seen = await layouts_until(other, 2)
+        assert seen[1][:4] == (2, 0, W + 40, H + 20)  # one change, by another client
+        assert (other.width, other.height) == (W + 40, H + 20)
+        await asker.close()
+        await other.close()
+
+
+async def test_a_resize_that_never_ends_does_not_stop_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source whose resize never returns: the request is answered "out of resources" after the timeout,
+    and the client's updates go on."""
+    from pyvnc import session
+
+    monkeypatch.setattr(session, "RESIZE_TIMEOUT", 0.5)
+    source = ResizablePushSource(hang=True)
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([0, -308])
+        client.request()
+        await layouts_until(client, 1)
+        client.set_desktop_size(W + 8, H, [(1, 0, 0, W + 8, H, 0)])
+        client.request(incremental=True)
+        answer = (await layouts_until(client, 2))[1]
+        assert answer[:2] == (1, 2), answer  # this client, out of resources
+        changed = frame_rgb(9)
+        source.push(changed)
+        for _ in range(5):
+            client.request(incremental=True)
+            await asyncio.wait_for(client.read_update(), 5)
+            if np.array_equal(client.fb, changed):
+                break
+        assert np.array_equal(client.fb, changed)
+        await client.close()
 
 
 async def test_an_empty_request_is_answered_with_pseudo_rectangles_only(

@@ -100,8 +100,10 @@ class FrameHub:
         layout change, by ``owner``, not the server's and then the client's)."""
         self._expected_layout = (size, screens, owner)
 
-    def forget_layout(self) -> None:
-        self._expected_layout = None
+    def forget_layout(self, owner: object) -> None:
+        """``owner``'s resize is over: its expectation, if still there, goes."""
+        if self._expected_layout is not None and self._expected_layout[2] is owner:
+            self._expected_layout = None
 
     def set_layout(self, screens: tuple[Screen, ...], owner: object | None) -> None:
         """Screens a client laid out over the current frame (checked by the caller); ``owner`` is its session."""

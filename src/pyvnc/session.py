@@ -70,6 +70,8 @@ log = logging.getLogger(__name__)
 
 #: the delay before a failed authentication is answered, to slow down guessing
 AUTH_FAILURE_DELAY = 1.0
+#: how long a SetDesktopSize may take, the source's resize and the frame of the new size each
+RESIZE_TIMEOUT = 5.0
 #: a cursor to paint over an update: shape, pointer x and y, and its area on the frame
 CursorOverlay = tuple[CursorImage, int, int, Rect]
 
@@ -137,8 +139,6 @@ class Session:
         #: the LED state this client was last sent (None: not yet)
         self._leds_sent: int | None = None
         self._pending_pseudo: list[bytes] = []
-        #: ExtendedDesktopSize rectangles due (the layout, SetDesktopSize replies): an update of their own
-        self._pending_sizes: list[bytes] = []
         self.encoders = EncoderSelector()
         #: the last painted cursor rectangle of a stateless encoding, reused while neither the cursor nor the
         #: pixels under it nor the encoding settings change: (key, the pixels under it, encodings, rectangles)
@@ -148,15 +148,17 @@ class Session:
         self._busy = False
         self._confirmed: set[int] = set()
         self._cursor_seq_sent = -1
-        #: this client's SetDesktopSize requests that succeeded and are not answered yet: the hub's layout_seq
-        #: they made, and the size and screens asked for (answered with exactly those, rfbproto)
-        self._answers: list[tuple[int, int, int, tuple[Screen, ...]]] = []
+        #: answers due to this client's SetDesktopSize requests, in request order: the status, and on success
+        #: the hub's layout_seq it made and the size and screens asked for (answered with exactly those)
+        self._answers: list[tuple[int, int, int, int, tuple[Screen, ...]]] = []
+        #: SetDesktopSize requests are carried out one at a time, in order
+        self._resize_lock = asyncio.Lock()
+        self._resize_tasks: set[asyncio.Task[None]] = set()
         #: the hub's layout last told to the client; a non-incremental request makes it told again
         self._layout_seq_sent = -1
         self._restate_layout = False
         #: a SetDesktopSize is resizing the source: no update until it is answered
         self._resizing = False
-        self._resize_task: asyncio.Task[None] | None = None
         self.updates_sent = 0
         self.bytes_sent = 0
         self._closing_reason: str | None = None
@@ -249,8 +251,8 @@ class Session:
             self._wake.set()
         elif isinstance(event, FenceReceived):
             if event.request:
-                if not self._busy:
-                    proto.answer_fence()  # else the updater answers once its update is out
+                if not self._busy and not self._resize_lock.locked():
+                    proto.answer_fence()  # else the updater (or the resize) answers once it is done
             elif len(event.payload) == 4:
                 (seq,) = struct.unpack(">I", event.payload)
                 if self.pacer.acknowledged(seq, asyncio.get_running_loop().time()):
@@ -297,7 +299,9 @@ class Session:
                 self.config.max_cut_text,
             )
         elif isinstance(event, DesktopSizeRequested):
-            self._resize_task = asyncio.create_task(self._resize_desktop(event))
+            task = asyncio.create_task(self._resize_desktop(event))
+            self._resize_tasks.add(task)
+            task.add_done_callback(self._resize_tasks.discard)
         elif isinstance(event, Closed):
             if event.error:
                 log.warning("%s: closing: %s", self.peer, event.reason)
@@ -384,7 +388,9 @@ class Session:
                 else:
                     to_send.add(copy.dst)
             if not to_send and not pseudo and not copy_rects:
-                sub.wants = True  # wait for the source to change something we were asked for
+                # wait for the source to change something we were asked for (an empty request asks for no
+                # pixels: only pseudo-rectangles answer it)
+                sub.wants = bool(proto.request_area) or proto.continuous
                 continue
             full, _requested = proto.take_request()
             sub.wants = proto.continuous
@@ -490,11 +496,11 @@ class Session:
         changes, layouts and SetDesktopSize replies, which must go in an update without framebuffer data)."""
         proto = self.protocol
         out, self._pending_pseudo = self._pending_pseudo, []
-        sizes, self._pending_sizes = self._pending_sizes, []
+        sizes: list[bytes] = []
         size = self.hub.size
         extended = proto.supports(Encoding.EXTENDED_DESKTOP_SIZE)
-        if extended and (self._restate_layout or self.hub.layout_seq != self._layout_seq_sent):
-            sizes[:0] = self._layout_rects()  # the layout first, then refusals of SetDesktopSize requests
+        if extended and (self._answers or self._restate_layout or self.hub.layout_seq != self._layout_seq_sent):
+            sizes.extend(self._layout_rects())
         if size != self._client_size:
             w, h = size
             if not extended and proto.supports(Encoding.DESKTOP_SIZE):
@@ -534,35 +540,43 @@ class Session:
         return out, sizes
 
     def _layout_rects(self) -> list[bytes]:
-        """ExtendedDesktopSize rectangles telling the client the hub's layout: this client's answered requests
-        first (each with what it asked for, in order), then the layout now, by whoever set it."""
+        """ExtendedDesktopSize rectangles telling the client the hub's layout: the answers to its
+        SetDesktopSize requests first, in order (a success with exactly what it asked for; a refusal with its
+        status and the layout as it is now), then the layout now, by whoever set it, unless the last answer
+        was it. libvncclient takes the size of every such rectangle, so the last one is always the size now."""
         hub = self.hub
         ok = ExtendedDesktopSizeStatus.NO_ERROR
-        out: list[bytes] = []
-        answered = [a for a in self._answers if a[0] <= hub.layout_seq]
-        self._answers = self._answers[len(answered) :]
-        for seq, w, h, screens in answered:
-            if seq < hub.layout_seq:  # a layout changed again since: its answer still comes, in order
-                out.append(extended_desktop_size_rect(ExtendedDesktopSizeReason.THIS_CLIENT, ok, w, h, screens))
-        current = bool(answered) and answered[-1][0] == hub.layout_seq
-        if current:
-            reason = ExtendedDesktopSizeReason.THIS_CLIENT
-        elif self._restate_layout or hub.layout_owner is None or hub.layout_owner is self:
-            reason = ExtendedDesktopSizeReason.SERVER
-        else:
-            reason = ExtendedDesktopSizeReason.OTHER_CLIENT
+        this_client = ExtendedDesktopSizeReason.THIS_CLIENT
         w, h = hub.size
-        out.append(extended_desktop_size_rect(reason, ok, w, h, hub.screens))
+        out: list[bytes] = []
+        told = self._layout_seq_sent  # the layout the client is left with
+        answers, self._answers = self._answers, []
+        for status, seq, aw, ah, screens in answers:
+            if status == ok:
+                out.append(extended_desktop_size_rect(this_client, ok, aw, ah, screens))
+                told = seq
+            else:
+                out.append(extended_desktop_size_rect(this_client, status, w, h, hub.screens))
+        if self._restate_layout or told != hub.layout_seq:
+            if self._restate_layout or hub.layout_owner is None or hub.layout_owner is self:
+                reason = ExtendedDesktopSizeReason.SERVER
+            else:
+                reason = ExtendedDesktopSizeReason.OTHER_CLIENT
+            out.append(extended_desktop_size_rect(reason, ok, w, h, hub.screens))
         self._layout_seq_sent = hub.layout_seq
         self._restate_layout = False
         return out
 
     async def _resize_desktop(self, event: DesktopSizeRequested) -> None:
         """SetDesktopSize (rfbproto 7.5.9): take the client's layout, resizing the source first if the size
-        changes and the source can. Success is answered, in the updater, with the layout asked for (reason
-        "this client"; other clients get it with reason "another client"); a refusal at once, with its status
-        and the layout as it is."""
-        w, h, screens = event.width, event.height, event.screens
+        changes and the source can. Requests are carried out one at a time and answered in order by the
+        updater (see :meth:`_layout_rects`); other clients get a new layout with reason "another client"."""
+        async with self._resize_lock:
+            await self._apply_layout(event.width, event.height, event.screens)
+        self._wake.set()
+
+    async def _apply_layout(self, w: int, h: int, screens: tuple[Screen, ...]) -> int:
+        """Carry out one SetDesktopSize and queue its answer; the status."""
         status: int = ExtendedDesktopSizeStatus.PROHIBITED
         resize = getattr(self.source, "set_desktop_size", None)
         if self.view_only:
@@ -576,26 +590,30 @@ class Session:
             self._resizing = True
             self.hub.expect_layout((w, h), screens, self)
             try:
-                status = await resize(w, h)
-                if status == ExtendedDesktopSizeStatus.NO_ERROR:
-                    loop = asyncio.get_running_loop()
-                    deadline = loop.time() + 3
-                    while self.hub.size != (w, h) and loop.time() < deadline:
-                        await asyncio.sleep(0.02)
-                    if self.hub.size != (w, h):
-                        status = ExtendedDesktopSizeStatus.INVALID_LAYOUT
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + RESIZE_TIMEOUT
+                async with asyncio.timeout(RESIZE_TIMEOUT):
+                    status = await resize(w, h)
+                while status == ExtendedDesktopSizeStatus.NO_ERROR and self.hub.size != (w, h):
+                    if loop.time() > deadline:
+                        status = ExtendedDesktopSizeStatus.INVALID_LAYOUT  # the source took another size
+                        break
+                    await asyncio.sleep(0.02)
+            except TimeoutError:
+                log.warning("%s: the desktop did not resize to %dx%d in %.0f s", self.peer, w, h, RESIZE_TIMEOUT)
+                status = ExtendedDesktopSizeStatus.OUT_OF_RESOURCES
             finally:
-                self.hub.forget_layout()
+                self.hub.forget_layout(self)
                 self._resizing = False
         if status == ExtendedDesktopSizeStatus.NO_ERROR:
-            if self.hub.layout_owner is not self or self.hub.screens != screens:
-                self.hub.set_layout(screens, self)  # the other sessions tell their clients: "another client"
-            self._answers.append((self.hub.layout_seq, w, h, screens))
+            self.hub.set_layout(screens, self)  # the other sessions tell their clients: "another client"
+            self._answers.append((status, self.hub.layout_seq, w, h, screens))
         else:
-            cw, ch = self._client_size
-            reply = extended_desktop_size_rect(ExtendedDesktopSizeReason.THIS_CLIENT, status, cw, ch, self.hub.screens)
-            self._pending_sizes.append(reply)
-        self._wake.set()
+            self._answers.append((status, -1, 0, 0, ()))
+        if not self._busy:
+            self.protocol.answer_fence()  # fences after the request waited for it to take effect
+            self._flush()
+        return status
 
     def _sync_subscription(self) -> None:
         """Tell the hub what this client draws itself (cursor) and takes (CopyRect)."""
@@ -667,6 +685,10 @@ class Session:
             self._updater.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._updater
+        for task in list(self._resize_tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self.sub is not None:
             self.sub.close()
         if not self.view_only:

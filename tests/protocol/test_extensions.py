@@ -140,6 +140,27 @@ def test_sync_next_fence_is_answered_after_the_next_message() -> None:
     assert proto.events_received() == [KeyEvent(True, 0x61)]
 
 
+def test_fences_after_a_sync_next_fence_keep_their_order() -> None:
+    """A fence right after a SyncNext one is "the next message": the SyncNext fence is answered first, whether
+    the second is SyncNext too or BlockAfter."""
+    key = b"\x04\x01\x00\x00\x00\x00\x00\x61"
+    for second in ((1 << 31) | 0b100, (1 << 31) | 0b010):
+        proto = connect([0, -312])
+        proto.data_to_send()
+        first = struct.pack(">B3xIB", 248, (1 << 31) | 0b100, 3) + b"one"
+        proto.receive_data(first + struct.pack(">B3xIB", 248, second, 3) + b"two" + key)
+        proto.answer_fence()
+        answered = proto.data_to_send()
+        if second & 0b100:  # the second waits for the key event, which came: both answered, in order
+            assert answered == b"".join(
+                struct.pack(">B3xIB", 248, f & 0b111, 3) + p for f, p in ((0b100, b"one"), (second, b"two"))
+            )
+        else:
+            assert answered.startswith(struct.pack(">B3xIB", 248, 0b100, 3) + b"one")
+            assert answered.endswith(struct.pack(">B3xIB", 248, 0b010, 3) + b"two")
+        assert KeyEvent(True, 0x61) in proto.events_received()
+
+
 def test_every_fence_request_is_answered_in_order() -> None:
     proto = connect([0, -312])
     proto.data_to_send()
@@ -162,6 +183,12 @@ def test_end_of_continuous_updates_waits_for_the_update_being_encoded() -> None:
     proto.send_update([])
     proto.release_end_of_continuous()
     assert proto.data_to_send() == b"\x00\x00\x00\x00" + b"\x96"
+    # one EndOfContinuousUpdates for every disable, held or not
+    proto.hold_end_of_continuous = True
+    for enable in (1, 0, 1, 0):
+        proto.receive_data(struct.pack(">BBHHHH", 150, enable, 0, 0, 100, 80))
+    proto.release_end_of_continuous()
+    assert proto.data_to_send() == b"\x96\x96"
 
 
 def test_fence_response_and_our_fences() -> None:

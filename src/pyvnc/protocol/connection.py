@@ -170,7 +170,8 @@ class RFBServerProtocol:
         self._sync_fence: tuple[int, bytes] | None = None
         #: set while an update is being encoded: EndOfContinuousUpdates must not overtake it
         self.hold_end_of_continuous = False
-        self.end_of_continuous_pending = False
+        #: EndOfContinuousUpdates messages held back meanwhile (one for every disable)
+        self.end_of_continuous_pending = 0
         #: the server's clipboard text, kept to answer extended clipboard requests
         self.clipboard_text: str | None = None
         #: what the client accepts unsolicited (extended clipboard caps): text size limit
@@ -356,9 +357,9 @@ class RFBServerProtocol:
     def release_end_of_continuous(self) -> None:
         """The update that was being encoded is out: send the EndOfContinuousUpdates held back meanwhile."""
         self.hold_end_of_continuous = False
-        if self.end_of_continuous_pending:
-            self.end_of_continuous_pending = False
+        for _ in range(self.end_of_continuous_pending):
             self._out.append(end_of_continuous_updates_message())
+        self.end_of_continuous_pending = 0
 
     def send_fence(self, payload: bytes, flags: int = FENCE_BLOCK_BEFORE) -> None:
         """Send a fence request of our own; the client answers with the same payload (used for pacing)."""
@@ -532,7 +533,7 @@ class RFBServerProtocol:
                 # rfbproto: the server has stopped sending continuous updates; an update being encoded
                 # still goes first (release_end_of_continuous)
                 if self.hold_end_of_continuous:
-                    self.end_of_continuous_pending = True
+                    self.end_of_continuous_pending += 1
                 else:
                     self._out.append(end_of_continuous_updates_message())
             self._events.append(ContinuousUpdatesChanged(bool(enable), rect))
@@ -541,6 +542,10 @@ class RFBServerProtocol:
             if length > 64:
                 raise ProtocolError(f"ClientFence with a {length}-byte payload (at most 64)")
             payload = yield from self._read(length)
+            if flags & FENCE_REQUEST and self._sync_fence is not None:
+                # a fence is the message after a SyncNext one: that one is due first, the order is kept
+                waiting, self._sync_fence = self._sync_fence, None
+                yield from self._fence_request(*waiting)
             if flags & FENCE_REQUEST and flags & FENCE_SYNC_NEXT:
                 # rfbproto: the next message takes effect atomically with the answer: it is answered once
                 # that message has been processed (see _run)
