@@ -186,6 +186,20 @@ async def layouts_until(client: RFBClient, count: int) -> list[tuple[int, int, i
     raise AssertionError(f"only {client.layouts}")
 
 
+async def layout_clients(server: Server) -> tuple[RFBClient, RFBClient]:
+    """Two ExtendedDesktopSize clients that have the server's layout and the pixels."""
+    clients = []
+    for _ in range(2):
+        c = await RFBClient.connect("127.0.0.1", server.port)
+        c.set_encodings([0, -308])
+        c.request()
+        await layouts_until(c, 1)
+        c.request(incremental=True)
+        await c.read_update()  # the pixels
+        clients.append(c)
+    return clients[0], clients[1]
+
+
 async def test_set_desktop_size_answers_with_the_layout_asked_for(
     served: tuple[Server, PushSource, np.ndarray],
 ) -> None:
@@ -194,15 +208,9 @@ async def test_set_desktop_size_answers_with_the_layout_asked_for(
     layout with reason "another client"; an impossible layout is refused with "invalid screen layout". A new
     layout of the same size (two screens side by side here) needs no resize of the source."""
     server, _source, _rgb = served
-    asker = await RFBClient.connect("127.0.0.1", server.port)
-    other = await RFBClient.connect("127.0.0.1", server.port)
+    asker, other = await layout_clients(server)
     for c in (asker, other):
-        c.set_encodings([0, -308])
-        c.request()
-        await layouts_until(c, 1)
         assert c.layouts == [(0, 0, W, H, [(1, 0, 0, W, H, 0)])]  # the server's layout: one screen
-        c.request(incremental=True)
-        await c.read_update()  # the pixels
     two = [(7, 0, 0, 80, H, 0x10), (9, 80, 0, W - 80, H, 0)]
     asker.set_desktop_size(W, H, two)
     moved = [two[1], (7, 0, 0, 80, 50, 0)]
@@ -250,14 +258,7 @@ async def test_set_desktop_size_requests_are_carried_out_and_answered_in_order()
     "another client"'s; every size rectangle's size is one the desktop really had, the last the one now."""
     source = ResizablePushSource(delay=0.2)
     async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
-        asker = await RFBClient.connect("127.0.0.1", server.port)
-        other = await RFBClient.connect("127.0.0.1", server.port)
-        for c in (asker, other):
-            c.set_encodings([0, -308])
-            c.request()
-            await layouts_until(c, 1)
-            c.request(incremental=True)
-            await c.read_update()
+        asker, other = await layout_clients(server)
         big = [(1, 0, 0, W + 40, H + 20, 0)]
         asker.set_desktop_size(W + 40, H + 20, big)  # a resize, 0.2 s
         asker.set_desktop_size(W, H, [(1, W, 0, 10, 10, 0)])  # off the framebuffer: refused
