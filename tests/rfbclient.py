@@ -56,6 +56,8 @@ class RFBClient:
         #: every ExtendedDesktopSize rectangle: reason, status, width, height and the screens (id, x, y, w, h,
         #: flags)
         self.layouts: list[tuple[int, int, int, int, list[tuple[int, ...]]]] = []
+        #: answers to our fence requests: flags, payload and when they came (loop time)
+        self.fence_answers: list[tuple[int, bytes, float]] = []
 
     @classmethod
     async def connect(
@@ -123,6 +125,10 @@ class RFBClient:
         body = b"".join(struct.pack(">IHHHHI", *screen) for screen in screens)
         self.writer.write(bytes([251, 0]) + struct.pack(">HHBx", w, h, len(screens)) + body)
 
+    def fence(self, flags: int, payload: bytes) -> None:
+        """A ClientFence request (rfbproto 7.5.8) with ``flags`` (BlockBefore 1, BlockAfter 2, SyncNext 4)."""
+        self.writer.write(struct.pack(">B3xIB", 248, (1 << 31) | flags, len(payload)) + payload)
+
     def set_encodings(self, encodings: list[int]) -> None:
         self.writer.write(struct.pack(">BxH", 2, len(encodings)) + struct.pack(f">{len(encodings)}i", *encodings))
 
@@ -161,6 +167,13 @@ class RFBClient:
         elif mtype == 3:
             (n,) = struct.unpack(">3xI", await self.read(7))
             self.cut_texts.append(await self.read(n))
+        elif mtype == 248:  # ServerFence: the server's own requests (pacing) are answered at once
+            flags, length = struct.unpack(">3xIB", await self.read(8))
+            payload = await self.read(length)
+            if flags & (1 << 31):
+                self.writer.write(struct.pack(">B3xIB", 248, flags & ~(1 << 31), length) + payload)
+            else:
+                self.fence_answers.append((flags, payload, asyncio.get_running_loop().time()))
         else:
             raise AssertionError(f"unexpected server message {mtype}")
         return mtype

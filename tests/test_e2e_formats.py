@@ -237,17 +237,19 @@ async def test_set_desktop_size_answers_with_the_layout_asked_for(
 
 class ResizablePushSource(PushSource):
     """A PushSource that takes SetDesktopSize: after ``delay`` seconds it shows a new picture of that size
-    (or, with ``hang``, never answers)."""
+    (or, with ``hang``, never answers; with ``fail``, raises)."""
 
-    def __init__(self, delay: float = 0.0, hang: bool = False) -> None:
+    def __init__(self, delay: float = 0.0, hang: bool = False, fail: bool = False) -> None:
         super().__init__(width=W, height=H)
         self.push(frame_rgb())
-        self.delay, self.hang = delay, hang
+        self.delay, self.hang, self.fail = delay, hang, fail
 
     async def set_desktop_size(self, w: int, h: int) -> int:
         if self.hang:
             await asyncio.Event().wait()
         await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("the source's resize broke")
         self.push(frame_rgb(5, h=h, w=w))
         return 0
 
@@ -306,6 +308,38 @@ async def test_a_resize_that_never_ends_does_not_stop_updates(monkeypatch: pytes
         await client.close()
 
 
+async def test_fences_after_set_desktop_size_wait_for_it_and_a_broken_source_is_answered() -> None:
+    """A BlockBefore fence sent after SetDesktopSize requests is answered once they have taken effect (a
+    resize of 0.3 s here), and what follows a BlockAfter fence is carried out without the client sending more.
+    A source whose resize raises gets the request answered ("out of resources")."""
+    for fail in (False, True):
+        source = ResizablePushSource(delay=0.3, fail=fail)
+        async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+            client = await RFBClient.connect("127.0.0.1", server.port)
+            client.set_encodings([0, -308, -312])
+            client.request()
+            await layouts_until(client, 1)
+            start = asyncio.get_running_loop().time()
+            client.set_desktop_size(W + 8, H, [(1, 0, 0, W + 8, H, 0)])
+            client.fence(0b001, b"bb")  # BlockBefore
+            client.fence(0b010, b"ba")  # BlockAfter, then one more request behind it
+            client.set_desktop_size(W + 8, H, [(4, 0, 0, W + 8, H, 0)])
+            client.request(incremental=True)
+            answers = [a for a in (await layouts_until(client, 3))[1:] if a[0] == 1]
+            while len(answers) < 2:
+                answers = [a for a in (await layouts_until(client, len(client.layouts) + 1))[1:] if a[0] == 1]
+            assert [f[1] for f in client.fence_answers] == [b"bb", b"ba"]
+            assert client.fence_answers[0][2] - start >= 0.25  # after the resize, not at once
+            if fail:
+                assert answers[0][:4] == (1, 2, W, H)  # out of resources, the size as it is
+            else:
+                assert answers == [
+                    (1, 0, W + 8, H, [(1, 0, 0, W + 8, H, 0)]),
+                    (1, 0, W + 8, H, [(4, 0, 0, W + 8, H, 0)]),
+                ]
+            await client.close()
+
+
 async def test_an_empty_request_is_answered_with_pseudo_rectangles_only(
     served: tuple[Server, PushSource, np.ndarray],
 ) -> None:
@@ -326,7 +360,8 @@ async def test_an_empty_request_is_answered_with_pseudo_rectangles_only(
 
 async def test_a_client_that_cannot_resize_gets_its_whole_framebuffer_back() -> None:
     """No DesktopSize: the client keeps the size ServerInit gave it. Shrunk, it gets the part that fits;
-    grown back, the whole of its framebuffer again (not the smallest size seen)."""
+    grown back, the whole of its framebuffer again (not the smallest size seen); grown past it, the part that
+    fits, and then only changes."""
     source = PushSource(width=W, height=H)
     source.push(frame_rgb(1))
     async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
@@ -344,6 +379,20 @@ async def test_a_client_that_cannot_resize_gets_its_whole_framebuffer_back() -> 
         await asyncio.wait_for(client.read_update(), 10)
         assert (client.width, client.height) == (W, H)
         assert np.array_equal(client.fb, final)
+        # grown past it: what fits, once; then only changes (not the whole framebuffer on every request)
+        bigger = frame_rgb(4, h=H + 30, w=W + 30)
+        source.push(bigger)
+        client.request(incremental=True)
+        await asyncio.wait_for(client.read_update(), 5)
+        assert np.array_equal(client.fb, bigger[:H, :W])
+        client.request(incremental=True)
+        with pytest.raises(TimeoutError):  # nothing changed: nothing is sent
+            await asyncio.wait_for(client.read_update(), 0.5)
+        changed = bigger.copy()
+        changed[3:7, 3:7] = 0
+        source.push(changed, rects=[(3, 3, 4, 4)])
+        update = await asyncio.wait_for(client.read_update(), 5)
+        assert [r[2] * r[3] for r in update.rects] == [16]
         await client.close()
 
 

@@ -87,8 +87,8 @@ class FrameHub:
         self.screens: tuple[Screen, ...] = (Screen(SCREEN_ID, 0, 0, 1, 1),)
         self.layout_seq = 0
         self.layout_owner: object | None = None
-        #: the layout a session's SetDesktopSize is resizing the source for: (size, screens, session)
-        self._expected_layout: tuple[tuple[int, int], tuple[Screen, ...], object] | None = None
+        #: the layouts sessions' SetDesktopSize requests are resizing the source for: session → (size, screens)
+        self._expected_layouts: dict[object, tuple[tuple[int, int], tuple[Screen, ...]]] = {}
 
     @property
     def size(self) -> tuple[int, int]:
@@ -98,12 +98,11 @@ class FrameHub:
     def expect_layout(self, size: tuple[int, int], screens: tuple[Screen, ...], owner: object) -> None:
         """A client asked for ``screens`` at ``size``: the next frame of that size has them as its layout (one
         layout change, by ``owner``, not the server's and then the client's)."""
-        self._expected_layout = (size, screens, owner)
+        self._expected_layouts[owner] = (size, screens)
 
     def forget_layout(self, owner: object) -> None:
         """``owner``'s resize is over: its expectation, if still there, goes."""
-        if self._expected_layout is not None and self._expected_layout[2] is owner:
-            self._expected_layout = None
+        self._expected_layouts.pop(owner, None)
 
     def set_layout(self, screens: tuple[Screen, ...], owner: object | None) -> None:
         """Screens a client laid out over the current frame (checked by the caller); ``owner`` is its session."""
@@ -135,9 +134,9 @@ class FrameHub:
         self.frame = frame
         if resized:
             size = (frame.shape[1], frame.shape[0])
-            expected, self._expected_layout = self._expected_layout, None
-            if expected is not None and expected[0] == size:
-                self.set_layout(expected[1], expected[2])
+            owner = next((o for o, (want, _) in self._expected_layouts.items() if want == size), None)
+            if owner is not None:
+                self.set_layout(self._expected_layouts.pop(owner)[1], owner)
             else:  # the server's layout: one screen covering the frame
                 self.set_layout((Screen(SCREEN_ID, 0, 0, *size),), None)
         self.seq += 1

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
@@ -154,6 +154,11 @@ class Session:
         #: SetDesktopSize requests are carried out one at a time, in order
         self._resize_lock = asyncio.Lock()
         self._resize_tasks: set[asyncio.Task[None]] = set()
+        #: SetDesktopSize requests not yet carried out: fence requests after them wait (BlockBefore)
+        self._resizes_pending = 0
+        #: the size of the hub's frame the last update was made for (the client's may be smaller: see
+        #: _pseudo_rects)
+        self._hub_size_seen = (0, 0)
         #: the hub's layout last told to the client; a non-incremental request makes it told again
         self._layout_seq_sent = -1
         self._restate_layout = False
@@ -229,7 +234,7 @@ class Session:
                 self._closing_reason = refusal
                 return
             width, height = self.hub.size
-            self._client_size = self._init_size = (width, height)
+            self._client_size = self._init_size = self._hub_size_seen = (width, height)
             self._client_name = self.hub.name
             proto.send_server_init(width, height, self.hub.name)
             self.sub = self.hub.subscribe()
@@ -251,7 +256,7 @@ class Session:
             self._wake.set()
         elif isinstance(event, FenceReceived):
             if event.request:
-                if not self._busy and not self._resize_lock.locked():
+                if not self._busy and not self._resizes_pending:
                     proto.answer_fence()  # else the updater (or the resize) answers once it is done
             elif len(event.payload) == 4:
                 (seq,) = struct.unpack(">I", event.payload)
@@ -299,6 +304,7 @@ class Session:
                 self.config.max_cut_text,
             )
         elif isinstance(event, DesktopSizeRequested):
+            self._resizes_pending += 1
             task = asyncio.create_task(self._resize_desktop(event))
             self._resize_tasks.add(task)
             task.add_done_callback(self._resize_tasks.discard)
@@ -356,7 +362,7 @@ class Session:
                         w.cancel()
             sub.changed.clear()
             self._wake.clear()
-            if proto.closed or not proto.has_request or self._resizing:
+            if proto.closed or not proto.has_request or (self._resizing and not self._answers):
                 continue
             if not self.pacer.can_send():
                 continue  # too much in flight: a fence coming back wakes us
@@ -446,7 +452,7 @@ class Session:
 
     async def _answer_fence(self) -> None:
         proto = self.protocol
-        if proto.pending_fences:
+        if proto.pending_fences and not self._resizes_pending:
             proto.answer_fence()
             await self._handle_events()
             self._flush()
@@ -501,7 +507,8 @@ class Session:
         extended = proto.supports(Encoding.EXTENDED_DESKTOP_SIZE)
         if extended and (self._answers or self._restate_layout or self.hub.layout_seq != self._layout_seq_sent):
             sizes.extend(self._layout_rects())
-        if size != self._client_size:
+        if size != self._hub_size_seen:
+            self._hub_size_seen = size
             w, h = size
             if not extended and proto.supports(Encoding.DESKTOP_SIZE):
                 sizes.append(desktop_size_rect(w, h))
@@ -571,13 +578,19 @@ class Session:
         """SetDesktopSize (rfbproto 7.5.9): take the client's layout, resizing the source first if the size
         changes and the source can. Requests are carried out one at a time and answered in order by the
         updater (see :meth:`_layout_rects`); other clients get a new layout with reason "another client"."""
-        async with self._resize_lock:
-            await self._apply_layout(event.width, event.height, event.screens)
+        try:
+            async with self._resize_lock:
+                await self._apply_layout(event.width, event.height, event.screens)
+        finally:
+            self._resizes_pending -= 1
         self._wake.set()
+        if not self._busy:
+            await self._answer_fence()  # fences sent after the requests waited for them to take effect
 
     async def _apply_layout(self, w: int, h: int, screens: tuple[Screen, ...]) -> int:
         """Carry out one SetDesktopSize and queue its answer; the status."""
         status: int = ExtendedDesktopSizeStatus.PROHIBITED
+        overtaken = False
         resize = getattr(self.source, "set_desktop_size", None)
         if self.view_only:
             log.info("%s: view-only client may not resize the desktop", self.peer)
@@ -590,30 +603,41 @@ class Session:
             self._resizing = True
             self.hub.expect_layout((w, h), screens, self)
             try:
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + RESIZE_TIMEOUT
-                async with asyncio.timeout(RESIZE_TIMEOUT):
-                    status = await resize(w, h)
-                while status == ExtendedDesktopSizeStatus.NO_ERROR and self.hub.size != (w, h):
-                    if loop.time() > deadline:
-                        status = ExtendedDesktopSizeStatus.INVALID_LAYOUT  # the source took another size
-                        break
-                    await asyncio.sleep(0.02)
-            except TimeoutError:
-                log.warning("%s: the desktop did not resize to %dx%d in %.0f s", self.peer, w, h, RESIZE_TIMEOUT)
-                status = ExtendedDesktopSizeStatus.OUT_OF_RESOURCES
+                status, overtaken = await self._resize_source(resize, w, h)
             finally:
                 self.hub.forget_layout(self)
                 self._resizing = False
-        if status == ExtendedDesktopSizeStatus.NO_ERROR:
-            self.hub.set_layout(screens, self)  # the other sessions tell their clients: "another client"
+        if status == ExtendedDesktopSizeStatus.NO_ERROR and overtaken:
+            # done, and another client's size came at once: the answer, then the layout now (seq -1)
+            self._answers.append((status, -1, w, h, screens))
+        elif status == ExtendedDesktopSizeStatus.NO_ERROR:
+            if self.hub.layout_owner is not self or self.hub.screens != screens:
+                self.hub.set_layout(screens, self)  # the other sessions tell their clients: "another client"
             self._answers.append((status, self.hub.layout_seq, w, h, screens))
         else:
             self._answers.append((status, -1, 0, 0, ()))
-        if not self._busy:
-            self.protocol.answer_fence()  # fences after the request waited for it to take effect
-            self._flush()
         return status
+
+    async def _resize_source(self, resize: Callable[[int, int], Awaitable[int]], w: int, h: int) -> tuple[int, bool]:
+        """Have the source take w × h and wait, a bounded time, for its frame of a new size: the status, and
+        whether another client's size overtook this one."""
+        before = self.hub.size
+        try:
+            async with asyncio.timeout(RESIZE_TIMEOUT):
+                status = int(await resize(w, h))
+                while status == ExtendedDesktopSizeStatus.NO_ERROR and self.hub.size == before:
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            log.warning("%s: the desktop did not resize to %dx%d in %.0f s", self.peer, w, h, RESIZE_TIMEOUT)
+            return ExtendedDesktopSizeStatus.OUT_OF_RESOURCES, False
+        except Exception as exc:  # a source's bug must not leave the request unanswered
+            log.warning("%s: resizing the desktop to %dx%d failed: %s", self.peer, w, h, exc)
+            return ExtendedDesktopSizeStatus.OUT_OF_RESOURCES, False
+        if status != ExtendedDesktopSizeStatus.NO_ERROR or self.hub.size == (w, h):
+            return status, False
+        if self.hub.layout_owner not in (None, self):
+            return ExtendedDesktopSizeStatus.NO_ERROR, True
+        return ExtendedDesktopSizeStatus.INVALID_LAYOUT, False  # the source took another size
 
     def _sync_subscription(self) -> None:
         """Tell the hub what this client draws itself (cursor) and takes (CopyRect)."""
