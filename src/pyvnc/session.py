@@ -343,6 +343,9 @@ class Session:
             await self._update_loop_inner()
         except asyncio.CancelledError:
             raise
+        except (ConnectionError, OSError) as exc:  # the client went away while an update was being written
+            log.debug("%s: connection lost while updating: %s", self.peer, exc)
+            self.close("connection lost")
         except Exception as exc:  # an encoder bug must not leave a half-dead session behind
             log.exception("%s: update failed", self.peer)
             self.close(f"internal error while updating: {exc}")
