@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import struct
 import zlib
 
@@ -95,6 +96,8 @@ def test_mutated_client_streams_only_ever_close_the_connection() -> None:
 
 
 async def test_a_crowd_of_bad_clients_leaves_a_good_one_served(caplog: pytest.LogCaptureFixture) -> None:
+    """120 bad clients over TCP and 40 through the WebSocket bridge, in batches, while a good one keeps
+    taking updates."""
     caplog.set_level(logging.INFO)
     rng = random.Random(7)
     source = PushSource(width=100, height=80)
@@ -111,13 +114,31 @@ async def test_a_crowd_of_bad_clients_leaves_a_good_one_served(caplog: pytest.Lo
             pass
         writer.close()
 
-    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+    async def bad_browser(port: int, data: bytes) -> None:
+        """The same through the WebSocket bridge: binary messages of the stream, some of them text."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import WebSocketException
+
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/websockify", subprotocols=["binary"]) as ws:  # type: ignore[list-item]
+                for i in range(0, len(data), 100):
+                    chunk = data[i : i + 100]
+                    await ws.send(chunk.decode("latin-1") if rng.random() < 0.1 else chunk)
+                await asyncio.wait_for(ws.recv(), 0.2)
+        except (OSError, TimeoutError, WebSocketException):
+            pass
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        web_port = int(s.getsockname()[1])
+    async with Server(ServerConfig(port=0, web_port=web_port), source=source) as server:
         good = await RFBClient.connect("127.0.0.1", server.port)
         good.set_encodings([0])
         good.request()
         await good.read_update()
         for batch in range(8):
             await asyncio.gather(*(bad_client(server.port, mutated(rng)) for _ in range(15)))
+            await asyncio.gather(*(bad_browser(web_port, mutated(rng)) for _ in range(5)))
             frame = np.random.default_rng(batch).integers(0, 256, (80, 100, 3), dtype=np.uint8)
             source.push(frame)
             good.request(incremental=True)
