@@ -243,10 +243,15 @@ class ResizablePushSource(PushSource):
         super().__init__(width=W, height=H)
         self.push(frame_rgb())
         self.delay, self.hang, self.fail = delay, hang, fail
+        self.cancelled = asyncio.Event()
 
     async def set_desktop_size(self, w: int, h: int) -> int:
         if self.hang:
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
         await asyncio.sleep(self.delay)
         if self.fail:
             raise RuntimeError("the source's resize broke")
@@ -305,7 +310,13 @@ async def test_a_resize_that_never_ends_does_not_stop_updates(monkeypatch: pytes
             if np.array_equal(client.fb, changed):
                 break
         assert np.array_equal(client.fb, changed)
+        # a resize still running when its client leaves ends with the session, long before any timeout
+        monkeypatch.setattr(session, "RESIZE_TIMEOUT", 60.0)
+        source.cancelled.clear()
+        client.set_desktop_size(W + 8, H, [(1, 0, 0, W + 8, H, 0)])
+        await asyncio.sleep(0.1)
         await client.close()
+        await asyncio.wait_for(source.cancelled.wait(), 5)
 
 
 async def test_fences_after_set_desktop_size_wait_for_it_and_a_broken_source_is_answered() -> None:
@@ -355,6 +366,11 @@ async def test_an_empty_request_is_answered_with_pseudo_rectangles_only(
     source.set_name("renamed")
     update = await asyncio.wait_for(client.read_update(), 5)
     assert [r[4] for r in update.rects] == [-307] and client.name == "renamed"
+    # an empty request asks for no pixels: it does not keep the source grabbing frames
+    client.request(incremental=True, x=0, y=0, w=0, h=0)
+    source.push(frame_rgb(4))
+    await asyncio.sleep(0.2)
+    assert server.hub is not None and not server.hub.wants_frames()
     await client.close()
 
 
