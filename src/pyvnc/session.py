@@ -590,8 +590,8 @@ class Session:
         if not self._busy:
             await self._answer_fence()  # fences sent after the requests waited for them to take effect
 
-    async def _apply_layout(self, w: int, h: int, screens: tuple[Screen, ...]) -> int:
-        """Carry out one SetDesktopSize and queue its answer; the status."""
+    async def _apply_layout(self, w: int, h: int, screens: tuple[Screen, ...]) -> None:
+        """Carry out one SetDesktopSize and queue its answer."""
         status: int = ExtendedDesktopSizeStatus.PROHIBITED
         overtaken = False
         resize = getattr(self.source, "set_desktop_size", None)
@@ -619,7 +619,6 @@ class Session:
             self._answers.append((status, self.hub.layout_seq, w, h, screens))
         else:
             self._answers.append((status, -1, 0, 0, ()))
-        return status
 
     async def _resize_source(self, resize: Callable[[int, int], Awaitable[int]], w: int, h: int) -> tuple[int, bool]:
         """Have the source take w × h and wait, a bounded time, for its frame of a new size: the status, and

@@ -109,24 +109,13 @@ def _provided_text(stream: bytes, formats: int, max_text: int) -> str | None:
         data = inflater.decompress(stream, limit)
     except zlib.error as exc:
         raise ProtocolError(f"extended clipboard provide: bad zlib data: {exc}") from None
-    # (inflating stops after the limit: the text, which comes first, is then whole or declared too long,
-    # whatever other formats follow it)
-    text: str | None = None
-    offset = 0
-    for bit in range(16):
-        if not formats & (1 << bit):
-            continue
-        if offset + 4 > len(data):
-            raise ProtocolError("extended clipboard provide: truncated")
-        (size,) = struct.unpack_from(">I", data, offset)
-        offset += 4
-        if bit == 0:
-            if size > max_text:
-                raise TextTooLong(size, max_text)
-            if offset + size > len(data):
-                raise ProtocolError("extended clipboard provide: text shorter than its size")
-            raw = data[offset : offset + size]
-            text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace").replace("\r\n", "\n")
-            return text  # text is the first format: nothing after it is needed
-        offset += size
-    return text
+    # text is the first format: its size and bytes are all that is read (inflating stopped after the limit,
+    # so the text is there whole, or declared too long, whatever other formats follow it)
+    if len(data) < 4:
+        raise ProtocolError("extended clipboard provide: truncated")
+    (size,) = struct.unpack_from(">I", data)
+    if size > max_text:
+        raise TextTooLong(size, max_text)
+    if 4 + size > len(data):
+        raise ProtocolError("extended clipboard provide: text shorter than its size")
+    return data[4 : 4 + size].split(b"\0", 1)[0].decode("utf-8", errors="replace").replace("\r\n", "\n")
