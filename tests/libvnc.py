@@ -84,18 +84,7 @@ class _ClientHead(ctypes.Structure):
 
 #: what rfbGetClient(8, 3, 4) puts in ``format`` on a little-endian host: the check that the layout above holds
 _DEFAULT_FORMAT = (32, 24, 0, 1, 255, 255, 255, 0, 8, 16)
-_FORMAT_FIELDS = (
-    "bitsPerPixel",
-    "depth",
-    "bigEndian",
-    "trueColour",
-    "redMax",
-    "greenMax",
-    "blueMax",
-    "redShift",
-    "greenShift",
-    "blueShift",
-)
+_FORMAT_FIELDS = tuple(name for name, _ in _PixelFormat._fields_ if not name.startswith("pad"))
 
 
 _Client = ctypes.POINTER(_ClientHead)

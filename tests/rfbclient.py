@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from Crypto.Cipher import DES
 
+from pyvnc import PushSource
 from pyvnc.protocol.pixelformat import PixelFormat, decode_pixels
 
 
@@ -185,6 +186,15 @@ class RFBClient:
             pass
         return self.last
 
+    async def update_until(self, want: npt.NDArray[np.uint8], tries: int = 40, timeout: float = 5) -> None:
+        """Ask for incremental updates until the framebuffer is ``want`` (at most ``tries`` updates)."""
+        for _ in range(tries):
+            self.request(incremental=True)
+            await asyncio.wait_for(self.read_update(), timeout)
+            if np.array_equal(self.fb, want):
+                return
+        assert np.array_equal(self.fb, want), "the framebuffer never showed the expected picture"
+
     async def _update(self) -> None:
         (n,) = struct.unpack(">xH", await self.read(3))
         i = 0
@@ -247,3 +257,22 @@ class RFBClient:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+@dataclass
+class RecordingSource:
+    """A PushSource whose input callbacks record what arrives: keys (keysym, down), pointer (x, y, buttons)
+    and clipboard texts, in order."""
+
+    source: PushSource
+    keys: list[tuple[int, bool]] = field(default_factory=list)
+    pointer: list[tuple[int, int, int]] = field(default_factory=list)
+    clipboard: list[str] = field(default_factory=list)
+
+    @classmethod
+    def make(cls, width: int, height: int) -> RecordingSource:
+        rec = cls(PushSource(width=width, height=height))
+        rec.source.on_key = lambda k, d: rec.keys.append((k, d))
+        rec.source.on_pointer = lambda x, y, b: rec.pointer.append((x, y, b))
+        rec.source.on_clipboard = rec.clipboard.append
+        return rec

@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 import pytest
-from rfbclient import AuthError, RFBClient
+from rfbclient import AuthError, RecordingSource, RFBClient
 
 from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.protocol.pixelformat import PixelFormat
@@ -304,12 +304,7 @@ async def test_a_resize_that_never_ends_does_not_stop_updates(monkeypatch: pytes
         assert answer[:2] == (1, 2), answer  # this client, out of resources
         changed = frame_rgb(9)
         source.push(changed)
-        for _ in range(5):
-            client.request(incremental=True)
-            await asyncio.wait_for(client.read_update(), 5)
-            if np.array_equal(client.fb, changed):
-                break
-        assert np.array_equal(client.fb, changed)
+        await client.update_until(changed, tries=5)
         # a resize still running when its client leaves ends with the session, long before any timeout
         monkeypatch.setattr(session, "RESIZE_TIMEOUT", 60.0)
         source.cancelled.clear()
@@ -470,17 +465,9 @@ async def test_max_clients_refused_with_reason() -> None:
 
 
 async def test_input_and_release_on_disconnect() -> None:
-    keys: list[tuple[int, bool]] = []
-    pointer: list[tuple[int, int, int]] = []
-    clip: list[str] = []
-    source = PushSource(
-        width=W,
-        height=H,
-        on_key=lambda k, d: keys.append((k, d)),
-        on_pointer=lambda x, y, b: pointer.append((x, y, b)),
-        on_clipboard=clip.append,
-    )
-    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+    rec = RecordingSource.make(W, H)
+    keys, pointer, clip = rec.keys, rec.pointer, rec.clipboard
+    async with Server(ServerConfig(port=0, web_port=0), source=rec.source) as server:
         client = await RFBClient.connect("127.0.0.1", server.port)
         client.key(0xFFE1, True)  # Shift held
         client.key(0x01000000 + 0x263A, True)  # a Unicode keysym

@@ -129,12 +129,7 @@ async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes],
         painter.d.screen().root.warp_pointer(330, 260)
         painter.d.sync()
         moved = paint_cursor(expected_bgrx, shape, 330, 260)[..., 2::-1]
-        for _ in range(40):
-            plain.request(incremental=True)
-            await asyncio.wait_for(plain.read_update(), 5)
-            if np.array_equal(plain.fb, moved):
-                break
-        assert np.array_equal(plain.fb, moved)
+        await plain.update_until(moved, tries=40)
         await drawer.close()
         await plain.close()
     painter.close()

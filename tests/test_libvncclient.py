@@ -17,10 +17,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from libvnc import LibVNCClient, load
+from rfbclient import RecordingSource
 from viewerhelpers import CHANGED_AREAS, HEIGHT, WIDTH, Frame, corpus_crop, psnr, serve, small_changes
 from xhelpers import RootPainter, grab, private_xvfb
 
-from pyvnc import PushSource, Server, ServerConfig
+from pyvnc import Server, ServerConfig
 from pyvnc.protocol.constants import Encoding
 from pyvnc.protocol.pixelformat import PixelFormat, converter_for
 
@@ -166,17 +167,9 @@ async def test_updates_and_a_desktop_resize_on_one_connection(used_encodings: li
 
 async def test_keys_pointer_and_clipboard_reach_the_host_program() -> None:
     """KeyEvent, PointerEvent and ClientCutText as libvncclient sends them arrive at a PushSource's callbacks."""
-    keys: list[tuple[int, bool]] = []
-    pointer: list[tuple[int, int, int]] = []
-    clipboard: list[str] = []
+    rec = RecordingSource.make(WIDTH, HEIGHT)
+    keys, pointer, clipboard, source = rec.keys, rec.pointer, rec.clipboard, rec.source
     frame = corpus_crop("terminal")
-    source = PushSource(
-        width=WIDTH,
-        height=HEIGHT,
-        on_key=lambda k, d: keys.append((k, d)),
-        on_pointer=lambda x, y, b: pointer.append((x, y, b)),
-        on_clipboard=clipboard.append,
-    )
     source.push(frame)
     server = Server(ServerConfig(port=0, web_port=0), source=source)
     async with server, connected(server.port, "tight") as client:
