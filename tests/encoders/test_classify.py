@@ -223,6 +223,64 @@ def test_subrectangles_cover_random_tiles_exactly(seed: int) -> None:
     _cover(grid.tiles, bg, grid.valid)
 
 
+def _runs_reference(tile: np.ndarray, bg: int, valid: np.ndarray | None) -> list[tuple[int, int, int, int, int]]:
+    """The plain definition of the subrectangles of a tall tile: every horizontal run not of the background,
+    joined to the run right above when that has the same columns and colour; (y, x, w, h, colour), in order."""
+    hgt, wid = tile.shape
+    owner: dict[tuple[int, int], int] = {}  # (row, first column) of a run → its rectangle
+    rects: list[list[int]] = []
+    for y in range(hgt):
+        x = 0
+        while x < wid:
+            end = x + 1
+            while end < wid and tile[y, end] == tile[y, x]:
+                end += 1
+            c = int(tile[y, x])
+            if c != bg and (valid is None or valid[y, x]):
+                k = owner.get((y - 1, x))
+                if k is not None and rects[k][2] == end - x and rects[k][4] == c:
+                    rects[k][3] += 1
+                else:
+                    k = len(rects)
+                    rects.append([y, x, end - x, 1, c])
+                owner[(y, x)] = k
+            x = end
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rects]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_subrectangles_of_tall_tiles_follow_the_runs(seed: int) -> None:
+    """Tiles of more than 64 rows (RRE's whole rectangles) go through the list of runs: exactly the runs joined
+    down their columns, in order, on one tile, on several with padding, with a line down the whole tile (a
+    chain of every row) and on a tile of background only."""
+    rng = np.random.default_rng(seed)
+    values = blocky(230, 75, np.uint32, seed)
+    strokes = rng.random(values.shape) < 0.2
+    values[strokes] = rng.integers(0, 3, int(strokes.sum()))
+    values[:, 40] = 5  # one rectangle 230 rows high
+    values[100:, 50:53] = 6
+    tiles = values.reshape(1, 230, 75)
+    bg = np.array([1], np.uint32)
+    sub = find_subrects(tiles, bg)
+    got = list(zip(sub.y.tolist(), sub.x.tolist(), sub.w.tolist(), sub.h.tolist(), sub.colour.tolist(), strict=True))
+    assert got == _runs_reference(values, 1, None)
+    assert (0, 40, 1, 230, 5) in got and (100, 50, 3, 130, 6) in got
+    assert _cover(tiles, bg) == len(got)
+    # three tiles, the last padded on the right and at the bottom with a value no pixel has
+    stack = values[:, :72].reshape(230, 3, 24).transpose(1, 0, 2).copy()
+    valid = np.ones(stack.shape, dtype=bool)
+    valid[2, 200:, :] = False
+    valid[2, :, 20:] = False
+    stack[~valid] = 99
+    tile_bg = np.array([0, 1, 2], np.uint32)
+    sub = find_subrects(stack, tile_bg, valid)
+    found = list(zip(sub.tile, sub.y, sub.x, sub.w, sub.h, sub.colour, strict=True))
+    for t in range(3):
+        assert [r[1:] for r in found if r[0] == t] == _runs_reference(stack[t], int(tile_bg[t]), valid[t])
+    _cover(stack, tile_bg, valid)
+    assert len(find_subrects(np.full((1, 70, 9), 4, np.uint32), np.array([4], np.uint32))) == 0
+
+
 @pytest.mark.parametrize(
     "pf",
     [

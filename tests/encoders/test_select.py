@@ -302,7 +302,7 @@ def test_rre_and_hextile_never_larger_than_raw(encoding: int, pf: PixelFormat) -
         (Encoding.RAW, "terminal", False),  # a copy of the frame: one thread is as fast
         (Encoding.HEXTILE, "photo", True),
         (Encoding.HEXTILE, "terminal", False),  # small numpy steps under the GIL: one thread is as fast
-        (Encoding.RRE, "terminal", True),
+        (Encoding.RRE, "terminal", False),  # a second thread saves a tenth of the time for a third more CPU
         (Encoding.RRE, "photo", False),  # Raw after a sample: one thread is faster
     ],
 )
@@ -310,8 +310,7 @@ def test_big_updates_are_split_across_cores(
     monkeypatch: pytest.MonkeyPatch, encoding: int, image: str, split: bool
 ) -> None:
     """Stateless encodings encode a big update in bands on two threads (output as from one thread) where that
-    is faster: not Raw (a copy), nor Hextile on text or RRE on photographs, where a second thread costs CPU
-    and gains nothing."""
+    is faster: not Raw (a copy), Hextile on text or RRE, where a second thread costs CPU and gains little."""
     import threading
     import time
 

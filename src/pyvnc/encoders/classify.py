@@ -344,9 +344,11 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     In tiles of up to 64 rows a rectangle also reaches across rows where a wider run of its colour covers
     its columns (:func:`_merge_across_rows`: the stem of a "+" is one rectangle, painted over by the bar),
     which brings the count down to that of TigerVNC's greedy per-pixel search on text. ``valid`` masks out
-    padding. No sorting: rectangle heights come from run lengths down the columns.
+    padding. Taller tiles go to :func:`runs_subrects`, which works on the list of runs.
     """
     n, hgt, wid = tiles.shape
+    if hgt > 64:
+        return runs_subrects(tiles, bg, valid)
     fg = tiles != bg.reshape(n, 1, 1)
     if valid is not None:
         fg &= valid
@@ -371,33 +373,22 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     cont[:, 1:, :] &= same_above
     head_mask = start & ~cont
     heads = np.flatnonzero(head_mask)
-    if hgt <= 64:
-        # heights of small tiles: the continuing runs below every pixel, one row at a time from the bottom
-        below = np.zeros(tiles.shape, dtype=np.int8)
-        for row in range(hgt - 2, -1, -1):
-            np.multiply(below[:, row + 1] + np.int8(1), cont[:, row + 1], out=below[:, row])
-        h = below.reshape(-1)[heads].astype(np.intp) + 1
-        # a first run right below a wider run of its colour (the stem of a "+" below the bar) may continue the
-        # rectangle of the same columns above that run: candidates are first runs whose pixel above has
-        # their colour but starts no run
-        gapped = head_mask[:, 2:, :] & same_above[:, 1:, :] & ~start[:, 1:-1, :]
-        if gapped.any():
-            first = np.zeros(tiles.shape, dtype=np.bool_)
-            first[:, 2:, :] = gapped
-            joined = _merge_across_rows(tiles, start, cont, endx, heads, h, np.flatnonzero(first))
-            if joined.size:
-                heads, h = np.delete(heads, joined), np.delete(h, joined)
+    # heights of small tiles: the continuing runs below every pixel, one row at a time from the bottom
+    below = np.zeros(tiles.shape, dtype=np.int8)
+    for row in range(hgt - 2, -1, -1):
+        np.multiply(below[:, row + 1] + np.int8(1), cont[:, row + 1], out=below[:, row])
+    h = below.reshape(-1)[heads].astype(np.intp) + 1
+    # a first run right below a wider run of its colour (the stem of a "+" below the bar) may continue the
+    # rectangle of the same columns above that run: candidates are first runs whose pixel above has
+    # their colour but starts no run
+    gapped = head_mask[:, 2:, :] & same_above[:, 1:, :] & ~start[:, 1:-1, :]
+    if gapped.any():
+        first = np.zeros(tiles.shape, dtype=np.bool_)
+        first[:, 2:, :] = gapped
+        joined = _merge_across_rows(tiles, start, cont, endx, heads, h, np.flatnonzero(first))
+        if joined.size:
+            heads, h = np.delete(heads, joined), np.delete(h, joined)
     tile, y, x = _tile_row_column(heads, hgt, wid)
-    if hgt > 64:
-        # down each column, a rectangle's first run is followed by a stretch of continuing runs (row 0 never
-        # continues, so a stretch never crosses from one column into the next)
-        col = np.ascontiguousarray(cont.transpose(0, 2, 1)).reshape(-1).view(np.int8)
-        edges = np.diff(col, prepend=np.int8(0), append=np.int8(0))
-        rs = np.flatnonzero(edges == 1)
-        re = np.flatnonzero(edges == -1)
-        height: NDArray[np.int32] = np.ones(col.size, dtype=np.int32)  # heights fit: h < 2**31
-        height[rs - 1] += re - rs
-        h = height[tile * (hgt * wid) + x * hgt + y].astype(np.intp)
     return Subrects(
         tile=tile,
         x=x,
@@ -406,6 +397,69 @@ def find_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
         h=h,
         colour=tiles.reshape(-1)[heads],
     )
+
+
+def runs_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subrects:
+    """:func:`find_subrects` without its joins across rows, over the list of runs: for RRE's whole rectangles,
+    and for tiles of more than 64 rows.
+
+    Two passes over the pixels find every horizontal run; the rest works on the runs not of the background
+    colour, which text and flat content have one of per tens of pixels: a run continues the run right above
+    its first pixel when that one has its length and colour, and a rectangle is a chain of such runs, its
+    height the chain's length (found by pointer jumping up the chains). Same rectangles, same order.
+    """
+    n, hgt, wid = tiles.shape
+    flat = tiles.reshape(-1)
+    size = flat.size
+    # runs start at every colour change and every row's first pixel; a start past the end closes the last run
+    change = np.empty(size + 1, dtype=np.bool_)
+    np.not_equal(flat[1:], flat[:-1], out=change[1:size])
+    change[:size].reshape(n * hgt, wid)[:, 0] = True
+    change[size] = True
+    bounds = np.flatnonzero(change)
+    colour = flat[bounds[:-1]]
+    keep = colour != (bg[0] if n == 1 else bg[bounds[:-1] // (hgt * wid)])
+    if valid is not None:
+        keep &= valid.reshape(-1)[bounds[:-1]]
+    picked = np.flatnonzero(keep)
+    start = bounds[picked]
+    length = bounds[picked + 1] - start
+    colour = colour[picked]
+    count = int(start.size)
+    if count == 0:
+        none = np.zeros(0, dtype=np.intp)
+        return Subrects(tile=none, x=none, y=none, w=none, h=none, colour=colour)
+    # the run starting right above each run's first pixel, if any (runs in a tile's first row have none):
+    # ``number`` holds each run's number at its first pixel and is undefined elsewhere, so every number read
+    # from it is checked against the runs' starts
+    number = np.empty(size, dtype=np.uint32)
+    number[start] = np.arange(count, dtype=np.uint32)
+    first_row = start % (hgt * wid) < wid if n > 1 else None
+    lower = np.arange(int(np.searchsorted(start, wid)), count) if first_row is None else np.flatnonzero(~first_row)
+    up = start[lower] - wid
+    above = number[up].astype(np.intp)
+    np.minimum(above, count - 1, out=above)
+    found = np.flatnonzero(start[above] == up)
+    lower, above = lower[found], above[found]
+    same = np.flatnonzero((length[above] == length[lower]) & (colour[above] == colour[lower]))
+    child, parent = lower[same], above[same]
+    # every run's chain head (its rectangle's first run): parents followed, doubling the distance each step
+    root = np.arange(count, dtype=np.intp)
+    root[child] = parent
+    moving = child
+    while moving.size:
+        up_one = root[moving]
+        up_two = root[up_one]
+        root[moving] = up_two
+        moving = moving[up_two != up_one]
+    first = np.ones(count, dtype=np.bool_)
+    first[child] = False
+    heads = np.flatnonzero(first)
+    height = np.bincount(root, minlength=count)[heads]
+    pos = start[heads]
+    tile, rem = (np.zeros(heads.size, dtype=np.intp), pos) if n == 1 else np.divmod(pos, hgt * wid)
+    y = rem // wid
+    return Subrects(tile=tile, x=rem - y * wid, y=y, w=length[heads], h=height, colour=colour[heads])
 
 
 def _tile_row_column(pos: Index, hgt: int, wid: int) -> tuple[Index, Index, Index]:

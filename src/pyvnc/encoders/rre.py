@@ -1,11 +1,11 @@
 """RRE encoding (rfbproto 7.7.3): a background colour and a list of single-colour subrectangles.
 
 The background is the most common colour of the rectangle (of a sample of it, for big ones); the other
-pixels are covered by rectangles found with :func:`.classify.find_subrects` (horizontal runs merged across
-rows, all vectorised). When the result would be larger than Raw (photos, noise), a Raw rectangle is sent
-instead — the client listed RRE, and every client accepts Raw. For a big rectangle that is decided first
-from pairs of rows every 16 rows: photographs and noise go as Raw without the pixels of the whole rectangle
-ever being converted or compared.
+pixels are covered by rectangles found with :func:`.classify.runs_subrects` (horizontal runs of one
+colour extended down the rows, all vectorised). When the result would be larger than Raw (photos, noise), a
+Raw rectangle is sent instead — the client listed RRE, and every client accepts Raw. For a big rectangle
+that is decided first from pairs of rows every 16 rows: photographs and noise go as Raw without the pixels
+of the whole rectangle ever being converted or compared.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..protocol.messages import rect_header
 from ..protocol.pixelformat import converter_for
 from ..region import Rect
 from .base import EncodeJob, Encoder
-from .classify import PixelLayout, Values, chain_heads, client_values, find_subrects, layout_for, tile_colours
+from .classify import PixelLayout, Values, chain_heads, client_values, layout_for, runs_subrects, tile_colours
 from .hextile import raw_rect
 from .raw import RawEncoder
 
@@ -90,7 +90,7 @@ def encode_rre(
         need = int(np.count_nonzero(chain_heads(values.reshape(1, h, w)) & (values != bg[0])))
         if need >= affordable:
             return None
-    sub = find_subrects(values.reshape(1, h, w), bg)
+    sub = runs_subrects(values.reshape(1, h, w), bg)
     n = len(sub)
     if n >= affordable:
         return None
