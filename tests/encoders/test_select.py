@@ -154,7 +154,6 @@ def headers(encoded: list[bytes]) -> list[tuple[Rect, int]]:
     ("encoding", "fill_size"),
     [
         (Encoding.RAW, None),
-        (Encoding.RRE, 4 + 4),  # no subrectangles, a background PIXEL
         (Encoding.TIGHT, 1 + 3),  # fill control byte, one TPIXEL
         (Encoding.TIGHT_PNG, 1 + 3),
     ],
@@ -175,6 +174,32 @@ def test_fills_are_small(encoding: int, fill_size: int | None) -> None:
     for solid in parts.solids:
         data = by_rect[solid]
         assert fill_size is not None and len(data) == 12 + fill_size
+
+
+def test_rre_finds_its_own_fills() -> None:
+    """RRE is not searched for fills either: one rectangle, whose background is the colour of the one-colour
+    areas the search would have carved out, and no subrectangle reaches into them."""
+    frame = text_on_background(600, 800)
+    sel = EncoderSelector()
+    sel.configure([Encoding.RRE])
+    used, encoded = encode_all(sel, frame, [Rect(0, 0, 800, 600)])
+    assert used == {Encoding.RRE}
+    assert headers(encoded) == [(Rect(0, 0, 800, 600), Encoding.RRE)]
+    dec = RefDecoder(NOVNC_PF, 800, 600)
+    dec.decode(encoded[0])
+    assert np.array_equal(dec.fb, bgrx_to_rgb(frame))
+    (n,) = struct.unpack_from(">I", encoded[0], 12)
+    assert encoded[0][16:19] == bytes((240, 238, 230))  # noVNC's format: red first
+    subrects = np.frombuffer(
+        encoded[0], dtype=[("pixel", "<u4"), ("x", ">u2"), ("y", ">u2"), ("w", ">u2"), ("h", ">u2")], count=n, offset=20
+    )
+    solids = split_solid(frame, Rect(0, 0, 800, 600), FILL_MIN_AREA).solids
+    assert solids
+    for r in solids:
+        assert (frame[r.y, r.x, 2::-1] == (240, 238, 230)).all()
+        apart = (subrects["x"] >= r.right) | (subrects["x"] + subrects["w"] <= r.x)
+        apart |= (subrects["y"] >= r.bottom) | (subrects["y"] + subrects["h"] <= r.y)
+        assert apart.all()
 
 
 def test_hextile_finds_its_own_fills() -> None:
@@ -237,10 +262,11 @@ def test_manager_decodes_exact_with_novnc(encodings: list[int]) -> None:
 
 @requires_corpus
 def test_fills_in_other_pixel_formats() -> None:
-    """Fills carry the colour in the client's format (RGB565 here), converted as every other pixel is."""
+    """Fills carry the colour in the client's format (RGB565 here), converted as every other pixel is (RRE fills
+    of a client that prefers Raw)."""
     frame = corpus_frame("terminal")
     sel = EncoderSelector()
-    sel.configure([Encoding.RRE])
+    sel.configure([Encoding.RAW, Encoding.RRE])
     _, encoded = encode_all(sel, frame, [FULL], RGB565)
     solids = set(split_solid(frame, FULL, FILL_MIN_AREA).solids)
     fills = [d for d in encoded if headers([d])[0][0] in solids]
