@@ -1,6 +1,6 @@
 """pyvnc side by side with TigerVNC's scraping server (x0vncserver) on the same screen content.
 
-    .venv/bin/python benchmarks/compare_x0vncserver.py [--frames N] [--images a,b] [--encodings a,b]
+    .venv/bin/python benchmarks/compare_x0vncserver.py [--frames N] [--rounds R] [--images a,b] [--encodings a,b]
                                                        [--compress N] [--x0 /usr/bin/X0tigervnc]
                                                        [--encode-threads N]
 
@@ -26,6 +26,8 @@ JPEG sizes can be compared at the quality each server delivered. Notes:
 - Both servers poll the screen while a client is connected; that cost is in the CPU figures of both.
 - The kernel counts CPU time in ticks of 1/CLK_TCK s (10 ms here), so a row needs a few dozen frames before
   its CPU figure means anything: with 10 frames of 5 ms the reading is off by up to 20 %. Hence 40 by default.
+- On a busy machine one reading of a row moves by 10-30 % from run to run. ``--rounds R`` measures every row
+  R times, the two servers taking turns (in the other order every round), and shows the medians.
 
 For RRE and Hextile rows a last section puts pyvnc's encoder, in this process, on the very rectangles
 x0vncserver cut its last frame into (bands of at most 65,536 pixels): the tile grid then starts at the same
@@ -44,6 +46,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -241,6 +244,8 @@ class Measurement:
     psnr: float | None = None
     #: (x, y, w, h, encoding) of every rectangle of the last frame
     rects: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    #: (CPU ms, wall ms) per frame of every round (``--rounds``); the figures shown are their medians
+    rounds: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def kib_per_frame(self) -> float:
@@ -248,11 +253,21 @@ class Measurement:
 
     @property
     def cpu_ms_per_frame(self) -> float:
+        if self.rounds:
+            return statistics.median(cpu for cpu, _ in self.rounds)
         return self.cpu_s * 1000 / len(self.frame_bytes)
 
     @property
     def wall_ms_per_frame(self) -> float:
+        if self.rounds:
+            return statistics.median(wall for _, wall in self.rounds)
         return self.wall_s * 1000 / len(self.frame_bytes)
+
+    def add_round(self, other: Measurement) -> None:
+        """Count ``other``, a later round of the same row, in the medians."""
+        if not self.rounds:
+            self.rounds.append((self.cpu_s * 1000 / len(self.frame_bytes), self.wall_s * 1000 / len(self.frame_bytes)))
+        self.rounds.append((other.cpu_ms_per_frame, other.wall_ms_per_frame))
 
 
 class Client:
@@ -512,10 +527,25 @@ def run(args: argparse.Namespace) -> list[Row]:
                     if quality is not None:
                         offered.append(QUALITY_0 + quality)
                     offered.append(COMPRESS_0 + args.compress)
-                    x0m = None
-                    if encoding != ZLIB:  # TigerVNC has no Zlib encoder
-                        x0m = asyncio.run(measure(x0_port, x0_pid, offered, args.frames, path))
-                    pym = asyncio.run(measure(py_port, py_pid, offered, args.frames, path))
+                    x0m: Measurement | None = None
+                    pym: Measurement | None = None
+                    for r in range(args.rounds):
+                        # the servers take turns, in the other order every round, so that a slow spell of
+                        # the machine weighs on both
+                        order = ["x0", "py"] if r % 2 == 0 else ["py", "x0"]
+                        for server in order:
+                            if server == "x0" and encoding == ZLIB:  # TigerVNC has no Zlib encoder
+                                continue
+                            port, pid = (x0_port, x0_pid) if server == "x0" else (py_port, py_pid)
+                            m = asyncio.run(measure(port, pid, offered, args.frames, path))
+                            kept = x0m if server == "x0" else pym
+                            if kept is not None:
+                                kept.add_round(m)
+                            elif server == "x0":
+                                x0m = m
+                            else:
+                                pym = m
+                    assert pym is not None
                     rows.append(Row(image, name, x0m, pym))
                     print_row(rows[-1], flush=True)
                 procs.stop_all()
@@ -607,6 +637,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(DEFAULT_ENCODINGS),
         help=f"of {','.join(ENCODINGS)} (default: {','.join(DEFAULT_ENCODINGS)})",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every row this many times, the servers taking turns; medians are shown (default 1)",
+    )
     parser.add_argument("--compress", type=int, default=2, help="compression level sent to both (default 2)")
     parser.add_argument("--x0", default="/usr/bin/X0tigervnc", help="TigerVNC's scraping server binary")
     parser.add_argument(
@@ -626,11 +662,13 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("Xvfb", "display", args.x0):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed")
-    if args.frames < 1 or not 0 <= args.compress <= 9:
-        parser.error("--frames must be at least 1 and --compress 0..9")
+    if args.frames < 1 or args.rounds < 1 or not 0 <= args.compress <= 9:
+        parser.error("--frames and --rounds must be at least 1 and --compress 0..9")
 
     print(
-        f"{WIDTH}x{HEIGHT} full frames, {args.frames} per row after one warm-up; client pixel format 32 bpp "
+        f"{WIDTH}x{HEIGHT} full frames, {args.frames} per row after one warm-up"
+        + (f", medians of {args.rounds} rounds" if args.rounds > 1 else "")
+        + "; client pixel format 32 bpp "
         f"depth 24 LE (shifts 16/8/0); compression level {args.compress}\n"
     )
     print(HEADER, flush=True)
