@@ -524,8 +524,14 @@ def _merge_across_rows(
     b = np.searchsorted(heads, cand[sel])
     # chains of joins (A above B above C): each reaches the bottom of the last, by pointer jumping over
     # just the rectangles involved
-    local = np.union1d(a, b)
-    la, lb = np.searchsorted(local, a), np.searchsorted(local, b)
+    # (numbered in head order through a mark per head: no sort, which cost more than the rest of the join)
+    involved = np.zeros(heads.size, dtype=np.bool_)
+    involved[a] = True
+    involved[b] = True
+    local = np.flatnonzero(involved)
+    number = np.empty(heads.size, dtype=np.intp)
+    number[local] = np.arange(local.size)
+    la, lb = number[a], number[b]
     rows = (heads[local] // wid) % hgt
     bottom = rows + h[local] - 1
     succ = np.full(local.size, -1, dtype=np.intp)
