@@ -406,7 +406,8 @@ def runs_subrects(tiles: Values, bg: Values, valid: Bools | None = None) -> Subr
     Two passes over the pixels find every horizontal run; the rest works on the runs not of the background
     colour, which text and flat content have one of per tens of pixels: a run continues the run right above
     its first pixel when that one has its length and colour, and a rectangle is a chain of such runs, its
-    height the chain's length (found by pointer jumping up the chains). Same rectangles, same order.
+    height the chain's length (found by pointer jumping up the chains). The rectangles, and their order, are
+    those :func:`find_subrects` finds before its joins across rows.
     """
     n, hgt, wid = tiles.shape
     flat = tiles.reshape(-1)
@@ -524,7 +525,7 @@ def _merge_across_rows(
     b = np.searchsorted(heads, cand[sel])
     # chains of joins (A above B above C): each reaches the bottom of the last, by pointer jumping over
     # just the rectangles involved
-    # (numbered in head order through a mark per head: no sort, which cost more than the rest of the join)
+    # (numbered in head order through a mark per head rather than by np.union1d's sort: half the join's time)
     involved = np.zeros(heads.size, dtype=np.bool_)
     involved[a] = True
     involved[b] = True
