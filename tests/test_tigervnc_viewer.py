@@ -33,6 +33,7 @@ from xhelpers import private_xvfb
 
 from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.protocol.constants import Encoding
+from pyvnc.protocol.pixelformat import PixelFormat, converter_for
 
 pytestmark = requires("vncviewer", "TigerVNC's viewer")
 
@@ -115,6 +116,42 @@ async def test_tight_jpeg_keeps_30_db_on_noise(
         async with run_viewer(viewer_display, server.port, tmp_path / "home", *params) as viewer:
             await viewer.wait_exact(frame)
     assert set(used_encodings) == {Encoding.TIGHT}, used_encodings
+
+
+#: the pixel formats of the viewer's ``-FullColor=0 -LowColorLevel=N``: 8 colours (a bit a channel), 64 (two
+#: bits) and 256 (3-3-2, red on top), all 8 bits per pixel
+LOW_COLOUR = {
+    0: PixelFormat(8, 3, False, True, 1, 1, 1, 2, 1, 0),
+    1: PixelFormat(8, 6, False, True, 3, 3, 3, 4, 2, 0),
+    2: PixelFormat(8, 8, False, True, 7, 7, 3, 5, 2, 0),
+}
+
+
+def as_low_colour_shown(frame: np.ndarray, pf: PixelFormat) -> np.ndarray:
+    """What the viewer shows of ``frame`` served in ``pf``: the server's pixels (pyvnc's conversion), each
+    field widened back to 0-255 by ``value * 255 // max``, as the viewer's pixel conversion does."""
+    bgrx = np.zeros((*frame.shape[:2], 4), np.uint8)
+    bgrx[..., :3] = frame[..., ::-1]
+    values = converter_for(pf).convert_array(bgrx).astype(np.int64)
+    fields = [(pf.red_shift, pf.red_max), (pf.green_shift, pf.green_max), (pf.blue_shift, pf.blue_max)]
+    return np.stack([((values >> shift) & top) * 255 // top for shift, top in fields], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("level", sorted(LOW_COLOUR))
+@pytest.mark.parametrize("encoding", ["Raw", "Hextile", "ZRLE", "Tight"])
+async def test_low_colour_levels_are_exact(
+    viewer_display: str, used_encodings: list[int], tmp_path: Path, encoding: str, level: int
+) -> None:
+    """The viewer's own low-colour formats (depth 3, 6 and 8 in one byte): every encoding's pixels, palettes,
+    fills and ZRLE's one-byte CPIXELs in that format, shown exactly as the server converted them."""
+    frame = corpus_crop("desktop")
+    want = as_low_colour_shown(frame, LOW_COLOUR[level])
+    server, _source = serve(frame)
+    async with server:
+        params = (f"-PreferredEncoding={encoding}", "-AutoSelect=0", "-FullColor=0", f"-LowColorLevel={level}")
+        async with run_viewer(viewer_display, server.port, tmp_path / "home", *params) as viewer:
+            await viewer.wait_exact(want)
+    assert_used(used_encodings, encoding)
 
 
 async def test_password(viewer_display: str, tmp_path: Path) -> None:
