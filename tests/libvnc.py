@@ -222,6 +222,14 @@ class LibVNCClient:
         bpp = 4 if self.pixel_format is None else self.pixel_format.bits_per_pixel // 8
         ctypes.memset(self._client.contents.frameBuffer, 0xA5, w * h * bpp)
 
+    def set_encodings(self, encodings: str) -> None:
+        """SetPixelFormat and SetEncodings again, with ``encodings`` as the list (what a viewer sends when its
+        user picks another encoding mid-session); the library keeps the pointer, so the string is kept too."""
+        client = self._open()
+        self._encodings = encodings.encode()
+        client.contents.appData.encodingsString = self._encodings
+        self._sent(self.lib.SetFormatAndEncodings(client))
+
     def key(self, keysym: int, down: bool) -> None:
         self._sent(self.lib.SendKeyEvent(self._open(), keysym, -1 if down else 0))
 

@@ -526,7 +526,7 @@ def test_split_rects_covers_exactly() -> None:
 
 async def test_big_update_split_across_cores_is_exact() -> None:
     """An update encoded in bands on two threads (Hextile on busy content) arrives whole over a socket; Raw,
-    a copy, is sent in one piece. (RRE's split, on text, is decoded by noVNC in tests/encoders.)"""
+    a copy, is sent in one piece. (The other splits are decoded by noVNC in tests/encoders.)"""
     source = PushSource(width=1280, height=720)
     rgb = frame_rgb(12, h=720, w=1280)
     source.push(rgb)
