@@ -222,12 +222,19 @@ class LibVNCClient:
         bpp = 4 if self.pixel_format is None else self.pixel_format.bits_per_pixel // 8
         ctypes.memset(self._client.contents.frameBuffer, 0xA5, w * h * bpp)
 
-    def set_encodings(self, encodings: str) -> None:
-        """SetPixelFormat and SetEncodings again, with ``encodings`` as the list (what a viewer sends when its
-        user picks another encoding mid-session); the library keeps the pointer, so the string is kept too."""
+    def set_encodings(self, encodings: str, compress: int | None = None, quality: int | None = None) -> None:
+        """SetPixelFormat and SetEncodings again, with ``encodings`` as the list and, when given, new compression
+        and quality levels (what a viewer sends when its user picks another encoding or level mid-session);
+        the library keeps the pointer, so the string is kept too."""
         client = self._open()
         self._encodings = encodings.encode()
-        client.contents.appData.encodingsString = self._encodings
+        app = client.contents.appData
+        app.encodingsString = self._encodings
+        if compress is not None:
+            app.compressLevel = compress
+        if quality is not None:
+            app.qualityLevel = quality
+            app.enableJPEG = -1 if quality >= 0 else 0
         self._sent(self.lib.SetFormatAndEncodings(client))
 
     def key(self, keysym: int, down: bool) -> None:

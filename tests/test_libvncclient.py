@@ -21,7 +21,7 @@ from rfbclient import RecordingSource
 from viewerhelpers import CHANGED_AREAS, HEIGHT, WIDTH, Frame, corpus_crop, psnr, serve, small_changes
 from xhelpers import RootPainter, grab, private_xvfb
 
-from pyvnc import Server, ServerConfig
+from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.encoders.select import EncoderSelector
 from pyvnc.protocol.constants import Encoding
 from pyvnc.protocol.pixelformat import PixelFormat, converter_for
@@ -166,6 +166,60 @@ async def test_updates_and_a_desktop_resize_on_one_connection(used_encodings: li
     assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
 
 
+#: varied pictures for a sequence of updates on one connection
+SEQUENCE_PICTURES = [
+    ("webpage", 200, 100),
+    ("terminal", 200, 100),
+    ("desktop", 200, 100),
+    ("webpage", 300, 250),
+    ("photo", 500, 300),
+    ("terminal", 50, 400),
+    ("desktop", 700, 50),
+    ("webpage", 900, 500),
+]
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[int, ...], int | None]]:
+    """Every SetEncodings the server's sessions took: (preferred encodings, compression level)."""
+    taken: list[tuple[tuple[int, ...], int | None]] = []
+    original = EncoderSelector.configure
+
+    def spy(self: EncoderSelector, encodings: Sequence[int]) -> None:
+        original(self, encodings)
+        taken.append((self.preferences, self.compress))
+
+    monkeypatch.setattr(EncoderSelector, "configure", spy)
+    return taken
+
+
+async def switch(
+    client: LibVNCClient,
+    configured: list[tuple[tuple[int, ...], int | None]],
+    encoding: str,
+    compress: int | None = None,
+) -> None:
+    """Send a new SetEncodings (``encoding``: libvncclient's list, the preferred one first) and wait until the
+    server has taken it, before the picture changes."""
+    taken = len(configured)
+    await asyncio.to_thread(client.set_encodings, encoding, compress)
+    async with asyncio.timeout(5):
+        while len(configured) == taken:
+            await asyncio.sleep(0.01)
+    preferences, level = configured[-1]
+    assert preferences[0] == ENCODING_NUMBERS[encoding.split()[0]], preferences
+    assert compress is None or level == compress, level
+
+
+async def shows_sequence_step(client: LibVNCClient, source: PushSource, picture: Frame) -> None:
+    """A new picture, then small changes to it, each shown exactly."""
+    source.push(picture)
+    await shows(client, picture)
+    changed = small_changes(picture, corpus_crop("noise", w=40, h=17))
+    source.push(changed, rects=CHANGED_AREAS)
+    await shows(client, changed)
+
+
 @pytest.mark.parametrize(
     "sequence",
     [
@@ -174,7 +228,7 @@ async def test_updates_and_a_desktop_resize_on_one_connection(used_encodings: li
     ],
 )
 async def test_encodings_switched_mid_session_keep_their_streams(
-    monkeypatch: pytest.MonkeyPatch, used_encodings: list[int], sequence: list[str]
+    configured: list[tuple[tuple[int, ...], int | None]], used_encodings: list[int], sequence: list[str]
 ) -> None:
     """The client picks another encoding mid-session, and back: Tight's four zlib streams, and ZRLE's or Zlib's,
     each carry on where they stopped, in step with the client's inflaters, whatever went in between.
@@ -182,41 +236,33 @@ async def test_encodings_switched_mid_session_keep_their_streams(
     ZRLE and Zlib are not both in one sequence: libvncclient inflates the two through one shared zlib stream
     (``client->decompStream`` in its zlib.c and zrle.c), where rfbproto gives each encoding a stream of its
     own, as every server keeps them; a client of this library that uses both breaks with any server."""
-    pictures = [
-        corpus_crop("webpage"),
-        corpus_crop("terminal"),
-        corpus_crop("desktop"),
-        corpus_crop("webpage", x=300, y=250),
-        corpus_crop("photo", x=500, y=300),
-        corpus_crop("terminal", x=50, y=400),
-        corpus_crop("desktop", x=700, y=50),
-        corpus_crop("webpage", x=900, y=500),
-    ]
-    configured: list[tuple[int, ...]] = []  # every SetEncodings list the server's sessions took
-    original = EncoderSelector.configure
-
-    def spy(self: EncoderSelector, encodings: Sequence[int]) -> None:
-        original(self, encodings)
-        configured.append(self.preferences)
-
-    monkeypatch.setattr(EncoderSelector, "configure", spy)
+    pictures = [corpus_crop(name, x=x, y=y) for name, x, y in SEQUENCE_PICTURES]
     server, source = serve(pictures[0])
     async with server, connected(server.port, sequence[0]) as client:
         await shows(client, pictures[0])
         for encoding, picture in zip(sequence[1:], pictures[1:], strict=True):
-            taken = len(configured)
-            await asyncio.to_thread(client.set_encodings, encoding)
-            async with asyncio.timeout(5):  # the server has taken the new list before the picture changes
-                while len(configured) == taken:
-                    await asyncio.sleep(0.01)
-            assert configured[-1][0] == ENCODING_NUMBERS[encoding], configured[-1]
+            await switch(client, configured, encoding)
             used_encodings.clear()
-            source.push(picture)
-            await shows(client, picture)
-            changed = small_changes(picture, corpus_crop("noise", w=40, h=17))
-            source.push(changed, rects=CHANGED_AREAS)
-            await shows(client, changed)
+            await shows_sequence_step(client, source, picture)
             assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, (encoding, used_encodings)
+
+
+@pytest.mark.parametrize("encoding", ["tight", "zlib", "zrle zlib"])
+async def test_compression_level_changed_mid_session(
+    configured: list[tuple[tuple[int, ...], int | None]], used_encodings: list[int], encoding: str
+) -> None:
+    """The client changes its compression level mid-session (0 to 9 and back, as from a viewer's options): the
+    server compresses with the new level on the stream it has, and the client's inflater stays in step.
+    (libvncclient sends a level only when Tight or Zlib is listed: ZRLE goes first, Zlib unused behind it.)"""
+    levels = [1, 9, 0, 6, 2, 9, 0]
+    pictures = [corpus_crop(name, x=x, y=y) for name, x, y in SEQUENCE_PICTURES[: len(levels)]]
+    server, source = serve(pictures[0])
+    async with server, connected(server.port, encoding, compress=levels[0]) as client:
+        await shows(client, pictures[0])
+        for level, picture in zip(levels[1:], pictures[1:], strict=True):
+            await switch(client, configured, encoding, level)
+            await shows_sequence_step(client, source, picture)
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding.split()[0]]}, used_encodings
 
 
 async def test_keys_pointer_and_clipboard_reach_the_host_program() -> None:

@@ -190,11 +190,25 @@ def test_zlib_rectangles_share_one_stream_and_sync_flush() -> None:
 
 @pytest.mark.parametrize("use_isal", [False, True])
 def test_zlib_stream_levels(use_isal: bool) -> None:
+    """The stream follows the client's compress level from one rectangle to the next (stdlib zlib at 9, then 0,
+    2 and 1, ISA-L's where installed, back to 9), and one inflater reads it all: each new deflater is primed
+    with the stream's last 32 KiB, so data sent again is still matched across a change (it shrinks)."""
+    rng = np.random.default_rng(3)
+    text = rng.choice(np.frombuffer(b"abcdefgh ijklmnop\n", np.uint8), 20_000).tobytes()
     s = ZlibStream(use_isal)
     inflater = zlib.decompressobj()
-    assert inflater.decompress(s.compress(b"abc" * 100, 9)) == b"abc" * 100
-    assert inflater.decompress(s.compress(b"xyz" * 100, 0)) == b"xyz" * 100  # level stays from the first
-    assert (s.backend, s.level) == ("zlib", 9)  # a level the client named: stdlib zlib at that level
+    sizes = {}
+    for level in (9, 0, 2, 9, 1, 9):
+        out = s.compress(text, level)
+        assert inflater.decompress(out) == text
+        fast = use_isal and ISAL is not None and level <= 2
+        assert (s.backend, s.level) == ("isal" if fast else "zlib", (1 if level < 2 else 2) if fast else level)
+        sizes.setdefault(level, []).append(len(out))
+    if not (use_isal and ISAL is not None):
+        assert sizes[0][0] > len(text)  # level 0: stored blocks (ISA-L serves 0 at its level 1)
+    assert max(sizes[9][1:]) < 0.05 * len(text)  # after the first: all matched from the window
+    assert sizes[9][0] < 0.7 * len(text)  # 18 symbols: about 4.2 bits each
+    assert not inflater.unconsumed_tail
 
 
 @pytest.mark.parametrize(

@@ -292,6 +292,39 @@ def test_compress_many_streams_inflate_and_go_on(
             assert inflaters[stream].decompress(streams.compress(stream, again, 2)) == again
 
 
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
+def test_streams_change_level_without_a_reset(backend: str) -> None:
+    """A new level carries each stream on (one rectangle at a time and in compress_many, after a reset too):
+    its inflater reads on, no reset bit is due, data from before the change is still matched, and the new
+    level shows (level 0: stored blocks)."""
+    from pyvnc.encoders.tightzlib import ZStreams
+
+    if backend == "isal" and ISAL is None:
+        pytest.skip("needs the isal package")
+    rng = np.random.default_rng(4)
+    text = rng.choice(np.frombuffer(b"abcdefgh ijklmnop", np.uint8), 20_000).tobytes()
+    streams = ZStreams(ISAL if backend == "isal" else zlib)
+    for reset in (False, True):
+        if reset:
+            streams.reset()
+            assert streams.take_reset_bits() == 0x0F
+        inflaters = [zlib.decompressobj() for _ in range(4)]
+        for stream in (0, 1, 3):
+            sizes = []
+            for level in (1, 0, 2, 0, 1):
+                out = streams.compress(stream, text, level)
+                assert inflaters[stream].decompress(out) == text
+                sizes.append(len(out))
+            assert sizes[1] > len(text) and sizes[3] > len(text)  # stored at level 0
+            assert sizes[0] < 0.7 * len(text)
+            if not reset:  # sync flushes: the repeat is matched from before the change of level
+                assert sizes[2] < 0.05 * len(text) and sizes[4] < 0.05 * len(text)
+        items = [(0, text, 0), (1, text, 2), (3, text[:5000], 1)]
+        for (stream, data, _), z in zip(items, streams.compress_many(items), strict=True):
+            assert inflaters[stream].decompress(z) == data
+        assert streams.take_reset_bits() == 0
+
+
 #: big updates between small ones on the same streams, with a reset before the fourth
 SMALL = [Rect(10, 20, 300, 200), Rect(900, 500, 640, 300), Rect(0, 1000, 1920, 80)]
 SEQUENCE = [("photo", [FULL]), ("desktop", SMALL), ("desktop", [FULL]), ("photo", SMALL), ("photo", [FULL])]

@@ -27,9 +27,9 @@ WINDOW = 32768
 class ZStreams:
     """The four deflate streams of one session, and which ones the client must reset.
 
-    A stream's deflate level is fixed when it is created (Python's deflate objects cannot change level, and
-    restarting a stream to change it would need a reset, see below): a later change of the client's
-    compress level affects the choice of filters, PNG levels and new streams, not running streams.
+    A stream's level follows the client's compress level: when it changes mid-session, the stream carries on
+    at the new level from the next rectangle, with a raw deflater primed with the stream's last 32 KiB (what
+    the client's inflater has just produced), so no reset is needed (what TigerVNC gets from deflateParams).
 
     Resets are avoided because noVNC 1.7's inflater (its vendored pako) loses its window on a reset: after
     one, any back-reference into an earlier rectangle fails. So after :meth:`reset` every stream ends each
@@ -42,23 +42,43 @@ class ZStreams:
         self._levels = [0, 0, 0, 0]
         self._flush = [zlib.Z_SYNC_FLUSH] * 4
         self._pending_reset = 0
+        #: each stream's latest data, at least its last WINDOW bytes (references, not copies), to prime a
+        #: deflater that takes over at another level
+        self._recent: list[list[bytes]] = [[], [], [], []]
+        self._recent_size = [0, 0, 0, 0]
 
     def _deflater(self, level: int) -> ModuleType:
         """Level 0 (stored blocks) always uses stdlib zlib: ISA-L's level 0 is a real, weak compression."""
         return zlib if level == 0 else self.backend
 
     def _obj(self, stream: int, level: int) -> Any:
-        """``stream``'s compressor, created at ``level`` if it has none yet."""
-        if self._objs[stream] is None:
-            self._objs[stream] = self._deflater(level).compressobj(level)
+        """``stream``'s compressor at ``level``: created if the stream has none yet, taken over by one at the
+        new level if the client's compress level changed (class docstring)."""
+        obj = self._objs[stream]
+        if obj is None:
+            obj = self._objs[stream] = self._deflater(level).compressobj(level)
             self._levels[stream] = level
-        return self._objs[stream]
+            self._recent[stream], self._recent_size[stream] = [], 0
+        elif level != self._levels[stream]:
+            obj = self._objs[stream] = self._fresh(level, self._window(stream, self._recent[stream]))
+            self._levels[stream] = level
+        return obj
+
+    def _remember(self, stream: int, data: bytes) -> None:
+        """Keep ``data`` among ``stream``'s recent chunks, dropping those more than WINDOW bytes back."""
+        recent = self._recent[stream]
+        recent.append(data if isinstance(data, bytes) else bytes(data))
+        size = self._recent_size[stream] + len(data)
+        while len(recent) > 1 and size - len(recent[0]) >= WINDOW:
+            size -= len(recent.pop(0))
+        self._recent_size[stream] = size
 
     def compress(self, stream: int, data: bytes, level: int) -> bytes:
         """Deflate ``data`` on ``stream`` and flush it to a byte boundary so that the client inflates
-        exactly this rectangle's bytes. ``level`` applies when the stream is created."""
+        exactly this rectangle's bytes, at ``level`` (a new level carries the stream on: class docstring)."""
         obj = self._obj(stream, level)
         out: bytes = obj.compress(data) + obj.flush(self._flush[stream])
+        self._remember(stream, data)
         return out
 
     def compress_many(self, items: Sequence[tuple[int, bytes, int]]) -> list[bytes]:
@@ -96,6 +116,8 @@ class ZStreams:
                 out[i] = data
         for stream, window in restart.items():
             self._objs[stream] = self._fresh(self._levels[stream], window)
+        for stream, data, _ in items:
+            self._remember(stream, data)
         return out
 
     def _window(self, stream: int, chunks: list[bytes]) -> bytes:
@@ -118,6 +140,8 @@ class ZStreams:
         self._objs = [None, None, None, None]
         self._flush = [zlib.Z_FULL_FLUSH] * 4
         self._pending_reset = 0x0F
+        self._recent = [[], [], [], []]
+        self._recent_size = [0, 0, 0, 0]
 
 
 def _run_starts(sizes: list[int], parts: int) -> list[int]:

@@ -5,7 +5,7 @@ client keeps one inflater per encoding for the whole connection, so the encoder 
 owns one ``compressobj`` and ends every rectangle with ``Z_SYNC_FLUSH`` so the client can decode it
 completely without waiting for more data.
 
-Deflater and level, fixed by the first rectangle:
+Deflater and level, by the client's compress level:
 
 - no CompressLevel pseudo-encoding, or levels 0-2 (fast, little compression — 2 is what noVNC and TigerVNC's
   viewer send by default): ISA-L (the ``isal`` package), level 1 for 0-1 and 2 otherwise. For ZRLE at level 2
@@ -15,6 +15,11 @@ Deflater and level, fixed by the first rectangle:
   default buffers give 2,752 KiB in 9 ms. The Zlib encoding's 4-byte pixels come out larger and slower that
   way, so it keeps the default buffers, as do levels 0-1 (fastest, for clients that ask for speed);
 - levels 3-9: stdlib zlib at that level, as TigerVNC does: a client that asks for more compression gets it.
+
+When the client changes its level mid-session (a viewer's options, noVNC's compression setting), the stream
+carries on at the new level, or with the other deflater, from the next rectangle: a new raw deflater primed
+(``zdict``) with the last 32 KiB the client's inflater has produced takes over at a rectangle's sync flush,
+so the client's inflater reads on without a break (what TigerVNC gets from ``deflateParams``).
 
 An ISA-L stream is written in *segments*, one per :meth:`ZlibStream.compress` call: each is a raw deflate
 stream of its own, primed (``zdict``) with the last 32 KiB the client's inflater has produced, and ends with
@@ -110,17 +115,20 @@ def _incompressible(data: bytes | bytearray | memoryview) -> bool:
 class ZlibStream:
     """One deflate stream that lives as long as the connection; each :meth:`compress` call is complete.
 
-    The deflater and level are fixed by the first call (see the module docstring).
+    The deflater and level follow the client's compress level (see the module docstring).
     """
 
     def __init__(self, use_isal: bool = True, small_blocks: bool = False) -> None:
         self._obj: Any = None
-        self.use_isal = use_isal and ISAL is not None
+        #: whether ISA-L may serve the fast levels (installed, and not turned off)
+        self._isal_allowed = use_isal and ISAL is not None
+        self.use_isal = self._isal_allowed
         self.level: int | None = None
         #: ISA-L level 2 with its smallest buffers (module docstring); ZRLE's CPIXEL data gains from it, the
         #: Zlib encoding's 4-byte pixels do not (larger and slower there)
         self.small_blocks = small_blocks
-        #: ISA-L segments: the last WINDOW bytes of the stream's uncompressed data
+        #: the last WINDOW bytes of the stream's uncompressed data (what ISA-L segments, and a deflater taking
+        #: over after a level change, are primed with)
         self._window = b""
         self._started = False
 
@@ -135,14 +143,13 @@ class ZlibStream:
         Data of :data:`.parallel.SPLIT_BYTES` or more is cut into one piece per core, deflated side by side
         (module docstring): each piece after the first is primed with the 32 KiB before it, so back-references
         still reach across the cuts, and ends with a sync flush, so the pieces join into one stream."""
+        use_isal, chosen = self._deflater_for(level)
         if self.level is None:
-            fast = isal_level(level)
-            if self.use_isal and fast is not None:
-                self.level = fast
-            else:
-                self.use_isal = False
-                self.level = DEFAULT_LEVEL if level is None else max(0, min(9, level))
-                self._obj = zlib.compressobj(self.level)
+            self.use_isal, self.level = use_isal, chosen
+            if not use_isal:
+                self._obj = zlib.compressobj(chosen)
+        elif (use_isal, chosen) != (self.use_isal, self.level):
+            self._carry_on(use_isal, chosen)
         view = memoryview(data).cast("B")
         parts = parallel.cores() if view.nbytes >= parallel.SPLIT_BYTES else 1
         cuts = [view.nbytes * i // parts for i in range(parts + 1)]
@@ -157,6 +164,9 @@ class ZlibStream:
             tail = bytes(view[-WINDOW:])
             self._window = tail if len(tail) == WINDOW else (self._window + tail)[-WINDOW:]
             return head + b"".join(out)
+        self._started = True
+        tail = bytes(view[-WINDOW:])
+        self._window = tail if len(tail) == WINDOW else (self._window + tail)[-WINDOW:]
         if parts == 1:
             return bytes(self._obj.compress(view) + self._obj.flush(zlib.Z_SYNC_FLUSH))
         # the stream's own compressor takes the first piece (it holds the history before it); new ones
@@ -171,6 +181,23 @@ class ZlibStream:
         out = parallel.map_pieces(piece, range(parts))
         self._obj = zlib.compressobj(level_, zlib.DEFLATED, -15, zdict=view[-WINDOW:])
         return b"".join(out)
+
+    def _deflater_for(self, level: int | None) -> tuple[bool, int]:
+        """(ISA-L or stdlib zlib, deflate level) for the client's compress level (module docstring)."""
+        fast = isal_level(level)
+        if self._isal_allowed and fast is not None:
+            return True, fast
+        return False, DEFAULT_LEVEL if level is None else max(0, min(9, level))
+
+    def _carry_on(self, use_isal: bool, level: int) -> None:
+        """Go on with the other deflater or level from the next call (the client changed its compress level):
+        ISA-L segments are primed with the window anyway; a stdlib deflater starts raw, primed with it."""
+        if not use_isal:
+            if self._window:
+                self._obj = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=self._window)
+            else:
+                self._obj = zlib.compressobj(level, zlib.DEFLATED, -15)
+        self.use_isal, self.level = use_isal, level
 
 
 def _isal_segment(data: memoryview, window: memoryview, level: int, mem_level: int) -> bytes:
