@@ -135,6 +135,42 @@ async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes],
     painter.close()
 
 
+async def test_cursor_switched_between_painted_and_drawn(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
+    """A client that starts drawing the cursor itself mid-session (SetEncodings with a cursor pseudo-encoding)
+    gets the area under the painted one back bare, with nothing changing on the screen; one that stops
+    drawing it gets it painted in again."""
+    from pyvnc.capture.cursor import CursorWatcher, paint_cursor
+
+    _proc, display = xvfb
+    painter = RootPainter(display)
+    painter.rect(0, 0, 640, 480, 0x305070)
+    painter.d.screen().root.warp_pointer(250, 180)
+    painter.d.sync()
+    watcher = CursorWatcher(display)
+    shape = watcher.current()
+    watcher.close()
+    assert shape is not None
+    bare = grab(display)
+    bgrx = np.zeros((480, 640, 4), np.uint8)
+    bgrx[..., :3] = bare[..., ::-1]
+    painted = paint_cursor(bgrx, shape, 250, 180)[..., 2::-1]
+    assert not np.array_equal(painted, bare)
+    async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([0])
+        client.request()
+        await asyncio.wait_for(client.read_update(), 5)
+        if not np.array_equal(client.fb, painted):
+            await client.update_until(painted, tries=40)
+        client.set_encodings([0, -239])  # from now on it draws the cursor
+        await client.update_until(bare, tries=40)
+        assert client.cursor is not None
+        client.set_encodings([0])  # and now it does not
+        await client.update_until(painted, tries=40)
+        await client.close()
+    painter.close()
+
+
 async def test_x_server_going_away_ends_serving(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
     proc, display = xvfb
     server = Server(ServerConfig(port=0, web_port=0), source=X11Source(display))

@@ -198,7 +198,7 @@ class FrameHub:
             sub.changed.set()
 
     def set_cursor(self, cursor: CursorImage | None) -> None:
-        old = self._cursor_area()
+        old = self.cursor_area()
         self.cursor = cursor
         self.cursor_seq += 1
         self._cursor_moved(old)
@@ -209,11 +209,12 @@ class FrameHub:
     def set_pointer(self, x: int, y: int) -> None:
         if self.pointer == (x, y):
             return
-        old = self._cursor_area()
+        old = self.cursor_area()
         self.pointer = (x, y)
         self._cursor_moved(old)
 
-    def _cursor_area(self) -> Rect | None:
+    def cursor_area(self) -> Rect | None:
+        """Where the cursor lies on the frame (clipped), or None when there is none or no pointer position."""
         if self.cursor is None or self.pointer is None:
             return None
         from .capture.cursor import cursor_bounds
@@ -223,7 +224,7 @@ class FrameHub:
 
     def _cursor_moved(self, old: Rect | None) -> None:
         """Sessions that paint the cursor must repaint where it was and where it is now."""
-        new = self._cursor_area()
+        new = self.cursor_area()
         for sub in self._subs:
             if sub.paints_cursor:
                 for area in (old, new):

@@ -645,7 +645,15 @@ class Session:
         """Tell the hub what this client draws itself (cursor) and takes (CopyRect)."""
         if self.sub is None:
             return
-        self.sub.paints_cursor = self._cursor_encoding() is None
+        paints = self._cursor_encoding() is None
+        if paints != self.sub.paints_cursor:
+            # the client's picture has the cursor painted in and now draws its own, or the other way round:
+            # the cursor's area goes again, bare or painted
+            area = self.hub.cursor_area()
+            if area is not None:
+                self.sub.damage.add(area)
+                self.sub.changed.set()
+        self.sub.paints_cursor = paints
         # a painted-in cursor would be copied along with the content, so such clients get no copies
         self.sub.accepts_copies = self.protocol.supports(Encoding.COPY_RECT) and not self.sub.paints_cursor
         if not self.sub.accepts_copies and self.sub.pending_copy is not None:
