@@ -110,9 +110,9 @@ async def wait_canvas_close(page: Any, expected: np.ndarray, db: float = 30, tim
         await asyncio.sleep(0.2)
 
 
-def few_colour_frame(h: int, w: int) -> np.ndarray:
+def few_colour_frame(h: int, w: int, seed: int = 11) -> np.ndarray:
     """Desktop-like content with few colours (windows, text-like strokes): Tight sends it losslessly."""
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     frame = np.full((h, w, 3), (40, 70, 120), np.uint8)
     frame[40 : h - 40, 60 : w - 60] = (235, 235, 235)
     frame[40:64, 60 : w - 60] = (30, 90, 160)
@@ -220,6 +220,42 @@ async def test_photo_arrives_as_tight_jpeg_above_30_db(browser: Any) -> None:
         got = await canvas_rgb(page)
         assert not np.array_equal(got, rgb)  # lossy indeed: it went as JPEG
         assert server.sessions[0].encoders.encoding_for(server.sessions[0].protocol.pixel_format) == 7
+
+
+async def test_compression_changed_mid_session(browser: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """noVNC's compression setting changed while connected (it sends SetEncodings again): the server carries
+    its Tight zlib streams on at each new level with freshly primed deflaters, and noVNC's inflaters (pako)
+    read on: every picture exact. (That the level takes effect is shown byte by byte in tests/encoders.)"""
+    from pyvnc.encoders.tightzlib import ZStreams
+
+    primed: list[int] = []  # levels of the deflaters that took a stream over
+    fresh = ZStreams._fresh
+
+    def spy(self: ZStreams, level: int, window: bytes) -> Any:
+        primed.append(level)
+        return fresh(self, level, window)
+
+    monkeypatch.setattr(ZStreams, "_fresh", spy)
+    web = free_port()
+    source = PushSource(width=640, height=400)
+    source.push(few_colour_frame(400, 640))
+    async with Server(ServerConfig(port=0, web_port=web), source=source) as server:
+        page = await open_page(browser, f"http://127.0.0.1:{web}/")
+        await wait_status(page, "Connected")
+        assert np.array_equal(await wait_canvas_equals(page, few_colour_frame(400, 640)), few_colour_frame(400, 640))
+        session = server.sessions[0]
+        for i, level in enumerate((9, 0, 5, 1, 9)):
+            await page.evaluate(f"window.pyvnc.rfb.compressionLevel = {level}")
+            for _ in range(50):
+                if session.encoders.compress == level:
+                    break
+                await asyncio.sleep(0.05)
+            assert session.encoders.compress == level
+            frame = few_colour_frame(400, 640, seed=20 + i)
+            source.push(frame)
+            assert np.array_equal(await wait_canvas_equals(page, frame), frame), level
+        assert len(set(primed)) >= 2, primed  # the streams went on at more than one new level
+        await page.context.close()
 
 
 async def test_wrong_password_shows_error(browser: Any) -> None:
