@@ -67,8 +67,9 @@ class ZStreams:
     def _remember(self, stream: int, data: bytes) -> None:
         """Keep ``data`` among ``stream``'s recent chunks, dropping those more than WINDOW bytes back."""
         recent = self._recent[stream]
-        recent.append(data if isinstance(data, bytes) else bytes(data))
-        size = self._recent_size[stream] + len(data)
+        chunk = data if isinstance(data, bytes) else bytes(data)
+        recent.append(chunk)
+        size = self._recent_size[stream] + len(chunk)
         while len(recent) > 1 and size - len(recent[0]) >= WINDOW:
             size -= len(recent.pop(0))
         self._recent_size[stream] = size
@@ -85,7 +86,8 @@ class ZStreams:
         """What :meth:`compress` gives for each (stream, data, level) of ``items`` in turn, except that a stream
         with :data:`.parallel.SPLIT_BYTES` or more of them (at a level above 0) is deflated in one run of
         rectangles per core, side by side (module docstring). Its output then differs from one compressor's,
-        but inflates to the same data."""
+        but inflates to the same data. A stream's level is its first item's here (Tight gives a stream one
+        level per update)."""
         out = [b""] * len(items)
         by_stream: dict[int, list[int]] = {}
         for i, (stream, _, _) in enumerate(items):
