@@ -87,6 +87,14 @@ _DEFAULT_FORMAT = (32, 24, 0, 1, 255, 255, 255, 0, 8, 16)
 _FORMAT_FIELDS = tuple(name for name, _ in _PixelFormat._fields_ if not name.startswith("pad"))
 
 
+def _set_format(fmt: _PixelFormat, pf: PixelFormat) -> None:
+    """Write ``pf`` into the library's pixel format struct."""
+    values = (pf.bits_per_pixel, pf.depth, int(pf.big_endian), int(pf.true_colour), pf.red_max)
+    values += (pf.green_max, pf.blue_max, pf.red_shift, pf.green_shift, pf.blue_shift)
+    for name, value in zip(_FORMAT_FIELDS, values, strict=True):
+        setattr(fmt, name, value)
+
+
 _Client = ctypes.POINTER(_ClientHead)
 
 
@@ -133,6 +141,8 @@ class LibVNCClient:
         32 bits, red in the low byte."""
         self.lib = lib
         self.pixel_format = pixel_format
+        #: :meth:`picture` keeps only the bits of the colour fields
+        self.colour_bits_only = False
         client = lib.rfbGetClient(8, 3, 4)
         fmt = client.contents.format
         found = tuple(getattr(fmt, name) for name in _FORMAT_FIELDS)
@@ -140,11 +150,7 @@ class LibVNCClient:
             lib.rfbClientCleanup(client)
             raise RuntimeError(f"libvncclient's rfbClient layout is not the one declared here: format {found}")
         if pixel_format is not None:
-            pf = pixel_format
-            values = (pf.bits_per_pixel, pf.depth, int(pf.big_endian), int(pf.true_colour), pf.red_max)
-            values += (pf.green_max, pf.blue_max, pf.red_shift, pf.green_shift, pf.blue_shift)
-            for name, value in zip(_FORMAT_FIELDS, values, strict=True):
-                setattr(fmt, name, value)
+            _set_format(fmt, pixel_format)
         app = client.contents.appData
         app.encodingsString = encodings.encode()
         app.compressLevel = compress
@@ -168,7 +174,9 @@ class LibVNCClient:
         return self._client.contents.width, self._client.contents.height
 
     def picture(self) -> npt.NDArray[np.generic]:
-        """The framebuffer as it is now: (h, w, 3) RGB in the default format, else (h, w) pixel values."""
+        """The framebuffer as it is now: (h, w, 3) RGB in the default format, else (h, w) pixel values (their
+        colour bits only with :attr:`colour_bits_only`: the library may set the others, ZRLE's 3-byte CPIXELs
+        leave the fourth byte as it finds it)."""
         assert self._client is not None
         w, h = self.size
         pf = self.pixel_format
@@ -177,7 +185,11 @@ class LibVNCClient:
         if pf is None:
             return raw.reshape(h, w, 4)[..., :3].copy()
         order = ">" if pf.big_endian and bpp > 1 else "<"
-        return raw.view(f"{order}u{bpp}").reshape(h, w).astype(f"u{bpp}")
+        values: npt.NDArray[np.generic] = raw.view(f"{order}u{bpp}").reshape(h, w).astype(f"u{bpp}")
+        if not self.colour_bits_only:
+            return values
+        colour = (pf.red_max << pf.red_shift) | (pf.green_max << pf.green_shift) | (pf.blue_max << pf.blue_shift)
+        return values & np.array(colour, dtype=f"u{bpp}")
 
     def wait_for(self, want: npt.NDArray[np.generic], timeout: float = 10.0) -> npt.NDArray[np.generic]:
         """Handle server messages until, after at least one, the framebuffer equals ``want`` or ``timeout``
@@ -236,6 +248,17 @@ class LibVNCClient:
             app.qualityLevel = quality
             app.enableJPEG = -1 if quality >= 0 else 0
         self._sent(self.lib.SetFormatAndEncodings(client))
+
+    def set_pixel_format(self, pixel_format: PixelFormat, encodings: str) -> None:
+        """SetPixelFormat (and SetEncodings) with a new format, then a non-incremental update request, as an
+        application of the library switches colour depth mid-session. The framebuffer, allocated for the
+        first format, must be at least as big: switch only to formats of at most that many bits a pixel."""
+        client = self._open()
+        _set_format(client.contents.format, pixel_format)
+        self.pixel_format = pixel_format
+        self.set_encodings(encodings)
+        w, h = self.size
+        self._sent(self.lib.SendFramebufferUpdateRequest(client, 0, 0, w, h, 0))
 
     def key(self, keysym: int, down: bool) -> None:
         self._sent(self.lib.SendKeyEvent(self._open(), keysym, -1 if down else 0))

@@ -265,6 +265,31 @@ async def test_compression_level_changed_mid_session(
     assert set(used_encodings) == {ENCODING_NUMBERS[encoding.split()[0]]}, used_encodings
 
 
+#: the library's default format (32 bits, red in the low byte) as a PixelFormat, to switch back to
+DEFAULT_32 = PixelFormat(32, 24, False, True, 255, 255, 255, 0, 8, 16)
+
+
+@pytest.mark.parametrize("encoding", ["tight", "zrle", "zlib", "hextile"])
+async def test_pixel_format_switched_mid_session(used_encodings: list[int], encoding: str) -> None:
+    """The client changes colour depth mid-session (32 → 16 big-endian → 8 → 15 → 32 bits), each time with
+    SetPixelFormat and a full update request: every picture comes in the new format, exactly as pyvnc converts
+    it, on the same zlib streams (Tight's TPIXELs become whole pixels and back, ZRLE's CPIXELs change size).
+    No big-endian 32-bit format: libvncclient cannot take ZRLE there, nor Tight in wire order (see FORMATS)."""
+    formats = [FORMATS["rgb565-be"], FORMATS["bgr233"], FORMATS["rgb555-le"], DEFAULT_32]
+    pictures = [corpus_crop(name, x=x, y=y) for name, x, y in SEQUENCE_PICTURES]
+    server, source = serve(pictures[0])
+    async with server, connected(server.port, encoding, pixel_format=DEFAULT_32) as client:
+        client.colour_bits_only = True  # ZRLE's 3-byte CPIXELs leave the fourth byte of 32-bit pixels alone
+        await shows(client, client_values(pictures[0], DEFAULT_32))
+        for pf, picture in zip(formats, pictures[1:], strict=False):
+            await asyncio.to_thread(client.set_pixel_format, pf, encoding)
+            await shows(client, client_values(pictures[0], pf))  # the full update, in the new format
+            source.push(picture)
+            await shows(client, client_values(picture, pf))
+            pictures[0] = picture
+    assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
+
+
 async def test_keys_pointer_and_clipboard_reach_the_host_program() -> None:
     """KeyEvent, PointerEvent and ClientCutText as libvncclient sends them arrive at a PushSource's callbacks."""
     rec = RecordingSource.make(WIDTH, HEIGHT)
