@@ -290,6 +290,33 @@ async def test_pixel_format_switched_mid_session(used_encodings: list[int], enco
     assert set(used_encodings) == {ENCODING_NUMBERS[encoding]}, used_encodings
 
 
+async def test_clients_of_different_formats_and_encodings_at_once(used_encodings: list[int]) -> None:
+    """Three clients on one desktop, each with its own encoding and pixel format (Tight in 32 bits, ZRLE in
+    RGB565 big-endian, Hextile in BGR233): through a sequence of pictures and small changes every one of
+    them shows exactly its own conversion, the others' encoders and formats never leaking into its updates."""
+    pictures = [corpus_crop(name, x=x, y=y) for name, x, y in SEQUENCE_PICTURES[:5]]
+    setups = [("tight", DEFAULT_32), ("zrle", FORMATS["rgb565-be"]), ("hextile", FORMATS["bgr233"])]
+    server, source = serve(pictures[0])
+    async with server:
+        clients = []
+        try:
+            for encoding, pf in setups:
+                client = await asyncio.to_thread(LibVNCClient, LIB, server.port, encoding, pf)  # type: ignore[arg-type]
+                client.colour_bits_only = True
+                clients.append(client)
+            formats = [pf for _, pf in setups]
+            for picture in pictures:
+                changed = small_changes(picture, corpus_crop("noise", w=40, h=17))
+                for shown, rects in ((picture, None), (changed, CHANGED_AREAS)):
+                    source.push(shown, rects=rects)
+                    pairs = zip(clients, formats, strict=True)
+                    await asyncio.gather(*(shows(c, client_values(shown, pf)) for c, pf in pairs))
+        finally:
+            for client in clients:
+                client.close()
+    assert set(used_encodings) == {Encoding.TIGHT, Encoding.ZRLE, Encoding.HEXTILE}, used_encodings
+
+
 async def test_keys_pointer_and_clipboard_reach_the_host_program() -> None:
     """KeyEvent, PointerEvent and ClientCutText as libvncclient sends them arrive at a PushSource's callbacks."""
     rec = RecordingSource.make(WIDTH, HEIGHT)
