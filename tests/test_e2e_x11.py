@@ -171,6 +171,57 @@ async def test_cursor_switched_between_painted_and_drawn(xvfb: tuple[subprocess.
     painter.close()
 
 
+async def test_cursor_shape_changes_reach_drawing_and_painted_clients(
+    xvfb: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    """The pointer takes another shape (a font cursor set on the root window, as over a text field): a client
+    that draws cursors gets the new shape, and one that does not sees the new shape painted in."""
+    from pyvnc.capture.cursor import CursorWatcher, paint_cursor
+
+    _proc, display = xvfb
+    painter = RootPainter(display)
+    painter.rect(0, 0, 640, 480, 0x305070)
+    painter.d.screen().root.warp_pointer(250, 180)
+    painter.d.sync()
+    bare = grab(display)
+    bgrx = np.zeros((480, 640, 4), np.uint8)
+    bgrx[..., :3] = bare[..., ::-1]
+    async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
+        drawer = await RFBClient.connect("127.0.0.1", server.port)
+        drawer.set_encodings([0, -239])
+        plain = await RFBClient.connect("127.0.0.1", server.port)
+        plain.set_encodings([0])
+        for client in (drawer, plain):
+            client.request()
+            await asyncio.wait_for(client.read_update(), 5)
+        for _ in range(20):
+            if drawer.cursor is not None and np.array_equal(drawer.fb, bare):
+                break
+            drawer.request(incremental=True)
+            await asyncio.wait_for(drawer.read_update(), 5)
+        first = drawer.cursor
+        assert first is not None and np.array_equal(drawer.fb, bare)
+        font = painter.d.open_font("cursor")
+        xterm = font.create_glyph_cursor(font, 152, 153, (0, 0, 0), (65535, 65535, 65535))  # XC_xterm
+        painter.root.change_attributes(cursor=xterm)
+        painter.d.sync()
+        watcher = CursorWatcher(display)
+        shape = watcher.current()
+        watcher.close()
+        assert shape is not None
+        for _ in range(40):
+            if drawer.cursor is not None and drawer.cursor != first:
+                break
+            drawer.request(incremental=True)
+            await asyncio.wait_for(drawer.read_update(), 5)
+        assert drawer.cursor is not None and drawer.cursor[:4] == (shape.hot_x, shape.hot_y, shape.width, shape.height)
+        assert np.array_equal(drawer.fb, bare)
+        await plain.update_until(paint_cursor(bgrx, shape, 250, 180)[..., 2::-1], tries=40)
+        await drawer.close()
+        await plain.close()
+    painter.close()
+
+
 async def test_x_server_going_away_ends_serving(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
     proc, display = xvfb
     server = Server(ServerConfig(port=0, web_port=0), source=X11Source(display))
