@@ -747,3 +747,25 @@ async def test_two_clients_big_updates_spread_at_once(monkeypatch: pytest.Monkey
         for c in clients:
             await c.close()
     assert handed_over  # the work went to the pool
+
+
+async def test_pseudo_rectangles_only_for_encodings_still_listed() -> None:
+    """Confirmations queued for a SetEncodings the client replaced at once are not sent (rfbproto: only
+    encodings the client listed); listed again, the pseudo-encodings are confirmed again."""
+    source = PushSource(width=W, height=H)
+    source.push(frame_rgb(5))
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([0, -258, -316])
+        await client.writer.drain()
+        await asyncio.sleep(0.1)  # the server has queued the confirmations
+        client.set_encodings([0])
+        client.request()
+        await client.read_update()
+        assert {r[4] for r in client.last.rects} == {0}, client.last.rects
+        assert not client.confirmed
+        client.set_encodings([0, -258, -316])
+        client.request()
+        await client.read_update()
+        assert client.confirmed == {-258, -316}
+        await client.close()

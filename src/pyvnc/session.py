@@ -304,6 +304,11 @@ class Session:
                 self.config.max_cut_text,
             )
         elif isinstance(event, DesktopSizeRequested):
+            if not proto.supports(Encoding.EXTENDED_DESKTOP_SIZE):
+                # allowed once the extension was established, but the client no longer lists it: its answer
+                # (an ExtendedDesktopSize rectangle) cannot be sent
+                log.info("%s: SetDesktopSize ignored: ExtendedDesktopSize is no longer in its encodings", self.peer)
+                return
             self._resizes_pending += 1
             task = asyncio.create_task(self._resize_desktop(event))
             self._resize_tasks.add(task)
@@ -504,7 +509,9 @@ class Session:
         """Pseudo-rectangles due in the next update: (cursor, name, LED and extension rectangles; the size
         changes, layouts and SetDesktopSize replies, which must go in an update without framebuffer data)."""
         proto = self.protocol
-        out, self._pending_pseudo = self._pending_pseudo, []
+        # rectangles queued for an encoding the client has since dropped from its list are not sent
+        out = [r for r in self._pending_pseudo if proto.supports(_rect_encoding(r))]
+        self._pending_pseudo = []
         sizes: list[bytes] = []
         size = self.hub.size
         extended = proto.supports(Encoding.EXTENDED_DESKTOP_SIZE)
@@ -668,8 +675,10 @@ class Session:
         return None
 
     def _confirm_extensions(self) -> None:
-        """Pseudo-encodings the server confirms with a pseudo-rectangle in the next update."""
+        """Pseudo-encodings the server confirms with a pseudo-rectangle in the next update (again after the
+        client dropped one from its list and lists it anew)."""
         proto = self.protocol
+        self._confirmed = {enc for enc in self._confirmed if proto.supports(enc)}
         for enc in (Encoding.QEMU_EXTENDED_KEY_EVENT, Encoding.EXTENDED_MOUSE_BUTTONS):
             if proto.supports(enc) and enc not in self._confirmed:
                 self._confirmed.add(enc)

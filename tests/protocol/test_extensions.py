@@ -206,6 +206,35 @@ def test_fence_payload_over_64_closes() -> None:
     assert proto.closed
 
 
+def test_extension_messages_stay_valid_after_the_client_drops_the_pseudo_encoding() -> None:
+    """rfbproto lets a client send Fence, EnableContinuousUpdates and QEMU messages once the extension was
+    established; a later SetEncodings without the pseudo-encoding does not take that back: the answer to the
+    server's own fence request, turning continuous updates off, a key already on its way are taken."""
+    proto = connect([0, -312, -313, -258])
+    proto.data_to_send()
+    proto.receive_data(struct.pack(">BBHHHH", 150, 1, 0, 0, 100, 80))
+    proto.send_fence(b"\x00\x00\x00\x09")
+    proto.data_to_send()
+    proto.receive_data(set_encodings([0]))
+    proto.events_received()
+    proto.receive_data(struct.pack(">B3xIB", 248, 1, 4) + b"\x00\x00\x00\x09")
+    proto.receive_data(struct.pack(">BBHHHH", 150, 0, 0, 0, 0, 0))
+    proto.receive_data(struct.pack(">BBHII", 255, 0, 1, 0x41, 0x1E))
+    assert not proto.closed
+    assert proto.events_received() == [
+        FenceReceived(1, b"\x00\x00\x00\x09", False),
+        ContinuousUpdatesChanged(False, Rect(0, 0, 0, 0)),
+        QEMUKeyEvent(True, 0x41, 0x1E),
+    ]
+    assert proto.data_to_send() == b"\x96"  # EndOfContinuousUpdates
+    proto.send_fence(b"\x00")
+    assert proto.data_to_send() == b""  # the server sends no more fences of its own
+    # never established: still a violation
+    fresh = connect([0])
+    fresh.receive_data(struct.pack(">B3xIB", 248, 1, 0))
+    assert fresh.closed
+
+
 # --- QEMU extended key events, extended mouse buttons ---------------------------------------------------------
 
 

@@ -164,6 +164,9 @@ class RFBServerProtocol:
         self.continuous = False
         self.continuous_area: Rect | None = None
         self._announced: set[int] = set()
+        #: every encoding the client has listed in any SetEncodings (extension messages stay valid once their
+        #: extension was established, whatever the client lists later: :meth:`_established`)
+        self._ever_listed: set[int] = set()
         #: fence requests waiting for their answer, oldest first (:meth:`answer_fence`)
         self.pending_fences: list[tuple[int, bytes]] = []
         #: a SyncNext fence request, answered once the message after it has been processed
@@ -485,6 +488,7 @@ class RFBServerProtocol:
             encodings = struct.unpack(f">{count}i", raw)
             self.encodings = encodings
             self._encoding_set = frozenset(encodings)
+            self._ever_listed.update(encodings)
             self._announce_extensions()
             self._events.append(EncodingsChanged(encodings))
         elif mtype == ClientMessageType.FRAMEBUFFER_UPDATE_REQUEST:
@@ -524,7 +528,7 @@ class RFBServerProtocol:
             else:
                 raw = yield from self._read(length)
                 self._events.append(CutText(raw.decode("latin-1")))
-        elif mtype == ENABLE_CONTINUOUS_UPDATES_TYPE and self.supports(Encoding.CONTINUOUS_UPDATES):
+        elif mtype == ENABLE_CONTINUOUS_UPDATES_TYPE and self._established(Encoding.CONTINUOUS_UPDATES):
             enable, x, y, w, h = UPDATE_REQUEST.unpack((yield from self._read(UPDATE_REQUEST.size)))
             rect = Rect(x, y, w, h)
             self.continuous = bool(enable)
@@ -537,7 +541,7 @@ class RFBServerProtocol:
                 else:
                     self._out.append(end_of_continuous_updates_message())
             self._events.append(ContinuousUpdatesChanged(bool(enable), rect))
-        elif mtype == CLIENT_FENCE_TYPE and self.supports(Encoding.FENCE):
+        elif mtype == CLIENT_FENCE_TYPE and self._established(Encoding.FENCE):
             flags, length = struct.unpack(">3xIB", (yield from self._read(8)))
             if length > 64:
                 raise ProtocolError(f"ClientFence with a {length}-byte payload (at most 64)")
@@ -554,13 +558,13 @@ class RFBServerProtocol:
                 yield from self._fence_request(flags, payload)
             else:
                 self._events.append(FenceReceived(flags, payload, False))
-        elif mtype == QEMU_CLIENT_MESSAGE_TYPE and self.supports(Encoding.QEMU_EXTENDED_KEY_EVENT):
+        elif mtype == QEMU_CLIENT_MESSAGE_TYPE and self._established(Encoding.QEMU_EXTENDED_KEY_EVENT):
             (sub,) = yield from self._read(1)
             if sub != 0:
                 raise ProtocolError(f"unsupported QEMU client message subtype {sub}")
             down, keysym, keycode = struct.unpack(">HII", (yield from self._read(10)))
             self._events.append(QEMUKeyEvent(bool(down), keysym, keycode))
-        elif mtype == SET_DESKTOP_SIZE_TYPE and self.supports(Encoding.EXTENDED_DESKTOP_SIZE):
+        elif mtype == SET_DESKTOP_SIZE_TYPE and self._established(Encoding.EXTENDED_DESKTOP_SIZE):
             w, h, n = SET_DESKTOP_SIZE.unpack((yield from self._read(SET_DESKTOP_SIZE.size)))
             screens = []
             for _ in range(n):
@@ -569,6 +573,15 @@ class RFBServerProtocol:
             self._events.append(DesktopSizeRequested(w, h, tuple(screens)))
         else:
             raise ProtocolError(f"unknown client message type {mtype}")
+
+    def _established(self, encoding: int) -> bool:
+        """Whether the client may send the messages of the extension that ``encoding`` enables: rfbproto lets it
+        once the server has shown support (a ServerFence, an EndOfContinuousUpdates, a confirming rectangle),
+        which the client's listing the pseudo-encoding brought about; a later list without it does not take
+        that back (a fence the server asked for must still be answered, continuous updates turned off)."""
+        if encoding in (Encoding.FENCE, Encoding.CONTINUOUS_UPDATES):
+            return encoding in self._announced
+        return encoding in self._ever_listed
 
     def _announce_extensions(self) -> None:
         """First sight of some pseudo-encodings obliges the server to say it supports them."""
