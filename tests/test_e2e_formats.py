@@ -407,6 +407,34 @@ async def test_a_client_that_cannot_resize_gets_its_whole_framebuffer_back() -> 
         await client.close()
 
 
+async def test_a_client_that_stops_resizing_keeps_the_size_it_was_told() -> None:
+    """The client was told a smaller desktop (ExtendedDesktopSize), then drops the size pseudo-encodings, and
+    the desktop grows: no rectangle reaches outside the framebuffer it was told of (rfbproto: updates stay
+    within it). Listing DesktopSize again, it is told the size now and gets the whole desktop."""
+    source = PushSource(width=W, height=H)
+    source.push(frame_rgb(1))
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([0, -308])
+        client.request()
+        await client.read_update()
+        small = frame_rgb(2, h=H // 2, w=W // 2)
+        source.push(small)
+        await client.update_until(small)
+        assert (client.width, client.height) == (W // 2, H // 2)
+        client.set_encodings([0])
+        grown = frame_rgb(3)
+        source.push(grown)
+        client.request(incremental=True)
+        update = await asyncio.wait_for(client.read_update(), 10)
+        assert update.rects and all(x + w <= W // 2 and y + h <= H // 2 for x, y, w, h, _e in update.rects)
+        assert np.array_equal(client.fb, grown[: H // 2, : W // 2])
+        client.set_encodings([0, -223])
+        await client.update_until(grown)
+        assert (client.width, client.height) == (W, H)
+        await client.close()
+
+
 async def test_exclusive_client_disconnects_others_but_view_only_never_does() -> None:
     source = PushSource(width=W, height=H)
     source.push(frame_rgb())

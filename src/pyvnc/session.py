@@ -133,8 +133,9 @@ class Session:
         self._buttons = 0
         self._pointer = (0, 0)
         self._client_size = (0, 0)
-        #: the size ServerInit gave: all a client that cannot resize ever has
-        self._init_size = (0, 0)
+        #: the framebuffer size the client was last told (ServerInit, then size rectangles): all a client that
+        #: cannot be told of a change keeps
+        self._told_size = (0, 0)
         self._client_name = ""
         #: the LED state this client was last sent (None: not yet)
         self._leds_sent: int | None = None
@@ -234,7 +235,7 @@ class Session:
                 self._closing_reason = refusal
                 return
             width, height = self.hub.size
-            self._client_size = self._init_size = self._hub_size_seen = (width, height)
+            self._client_size = self._told_size = self._hub_size_seen = (width, height)
             self._client_name = self.hub.name
             proto.send_server_init(width, height, self.hub.name)
             self.sub = self.hub.subscribe()
@@ -517,15 +518,18 @@ class Session:
         extended = proto.supports(Encoding.EXTENDED_DESKTOP_SIZE)
         if extended and (self._answers or self._restate_layout or self.hub.layout_seq != self._layout_seq_sent):
             sizes.extend(self._layout_rects())
-        if size != self._hub_size_seen:
+        # a new size, or a client that can be told of it again after it could not for a while
+        resizable = extended or proto.supports(Encoding.DESKTOP_SIZE)
+        if size != self._hub_size_seen or (resizable and size != self._told_size):
             self._hub_size_seen = size
             w, h = size
             if not extended and proto.supports(Encoding.DESKTOP_SIZE):
                 sizes.append(desktop_size_rect(w, h))
             elif not extended:
-                # the client cannot resize: keep sending the part of the new frame that fits its framebuffer
-                w = min(w, self._init_size[0])
-                h = min(h, self._init_size[1])
+                # the client cannot be told: keep sending the part of the new frame that fits the framebuffer
+                # it was last told of (rfbproto: no update may reach outside it)
+                w = min(w, self._told_size[0])
+                h = min(h, self._told_size[1])
             self._client_size = (w, h)
             proto.set_framebuffer_size(w, h)
             whole = Rect(0, 0, w, h)
@@ -536,6 +540,8 @@ class Session:
             proto.request_area.add(whole)
             if proto.continuous:
                 proto.continuous_area = whole
+        if sizes:
+            self._told_size = size  # the last size rectangle always carries the size now
         cursor_encoding = self._cursor_encoding()
         if cursor_encoding is not None and self.hub.cursor_seq != self._cursor_seq_sent:
             self._cursor_seq_sent = self.hub.cursor_seq
