@@ -98,12 +98,12 @@ def slow_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(EncoderSelector, "encode", slow)
 
 
-async def start(source: PushSource) -> tuple[Server, RFBClient, Reader, RefDecoder]:
+async def start(source: PushSource, preferred: int = Encoding.ZRLE) -> tuple[Server, RFBClient, Reader, RefDecoder]:
     """A server, a client that has the first update (decoded) and has turned continuous updates on."""
     server = Server(ServerConfig(port=0, web_port=0), source=source)
     await server.start()
     client = await RFBClient.connect("127.0.0.1", server.port)
-    client.set_encodings([Encoding.ZRLE, Encoding.RAW, Encoding.CONTINUOUS_UPDATES, Encoding.FENCE])
+    client.set_encodings([preferred, Encoding.RAW, Encoding.CONTINUOUS_UPDATES, Encoding.FENCE])
     client.request()
     reader = Reader(client)
     assert client.pf is not None
@@ -164,6 +164,37 @@ async def test_end_of_continuous_updates_follows_the_update_being_encoded(slow_e
         # and nothing more without a request
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(reader.message(), 0.8)
+    finally:
+        await client.close()
+        await server.close_and_wait()
+
+
+async def test_no_update_after_continuous_updates_stop_while_one_is_thrown_away(slow_encoder: None) -> None:
+    """TigerVNC's way of switching pixel format, then stopping continuous updates, while a Raw update (which is
+    thrown away and made anew on a format change) is being encoded: after EndOfContinuousUpdates nothing comes
+    unasked (rfbproto: only in answer to requests from then on); the client's next request gets the picture
+    in the new format."""
+    source = PushSource(width=W, height=H)
+    source.push(picture(1))
+    server, client, reader, _decoder = await start(source, preferred=Encoding.RAW)
+    try:
+        await asyncio.sleep(0.2)
+        source.push(picture(2))
+        await asyncio.sleep(0.1)  # being encoded now, in 32 bpp
+        client.writer.write(struct.pack(">B3xIB", 248, FENCE_REQUEST | FENCE_SYNC_NEXT, 2) + b"pf")
+        client.set_pixel_format(BGR233)
+        client.writer.write(struct.pack(">BBHHHH", 150, 0, 0, 0, W, H))  # DisableContinuousUpdates
+        seen = await reader.until(lambda m: m[0] == "eocu")
+        seen += await reader.until(lambda m: m[0] == "fence" and m[2] == b"pf")
+        assert [m[0] for m in seen if m[0] != "fence"] == ["eocu"], seen  # the 32 bpp update was dropped
+        reader.bpp = 1
+        with pytest.raises(TimeoutError):  # and nothing comes unasked
+            await asyncio.wait_for(reader.message(), 0.8)
+        client.request()
+        update = await reader.until(lambda m: m[0] == "update")
+        decoder = RefDecoder(BGR233, W, H)
+        decoder.decode(b"".join(update[-1][1]))  # type: ignore[arg-type]
+        assert np.array_equal(decoder.fb, shown(BGR233, picture(2)))
     finally:
         await client.close()
         await server.close_and_wait()

@@ -407,7 +407,7 @@ class Session:
                 # pixels: only pseudo-rectangles answer it)
                 sub.wants = bool(proto.request_area) or proto.continuous
                 continue
-            full, _requested = proto.take_request()
+            full, requested = proto.take_request()
             sub.wants = proto.continuous
             for r in area:
                 sub.damage.subtract(r)
@@ -428,10 +428,13 @@ class Session:
                 if proto.closed:
                     break
                 if generation != proto.pixel_format_generation and self.encoders.discard(encodings):
-                    # the client changed its pixel format mid-encode: the result is useless, send it all again
-                    again = Region(area)
+                    # the client changed its pixel format mid-encode: the result is useless, send it all again:
+                    # its requests in full, and what continuous updates covered as damage (sent while they
+                    # stay on; once the client turned them off, only a request of its own is answered)
+                    again = Region(requested)
                     again.update(full)
                     proto.restore_request(again, again)
+                    sub.damage.update(area)
                     # a Cursor rectangle is in the old pixel format: made anew; the others do not depend on it
                     kept = [r for r in pseudo if _rect_encoding(r) != Encoding.CURSOR]
                     self._pending_pseudo[:0] = kept
