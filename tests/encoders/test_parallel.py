@@ -323,6 +323,14 @@ def test_streams_change_level_without_a_reset(backend: str) -> None:
         for (stream, data, _), z in zip(items, streams.compress_many(items), strict=True):
             assert inflaters[stream].decompress(z) == data
         assert streams.take_reset_bits() == 0
+        # a chunk bigger than the window is kept as its last 32 KiB only, and still primes the next level
+        big = rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+        assert inflaters[0].decompress(streams.compress(0, big, 2)) == big
+        tail = big[-20_000:]
+        out = streams.compress(0, tail, 1)
+        assert inflaters[0].decompress(out) == tail
+        if not reset:
+            assert len(out) < 0.05 * len(tail)
 
 
 #: big updates between small ones on the same streams, with a reset before the fourth

@@ -65,7 +65,13 @@ class ZStreams:
         return obj
 
     def _remember(self, stream: int, data: bytes) -> None:
-        """Keep ``data`` among ``stream``'s recent chunks, dropping those more than WINDOW bytes back."""
+        """Keep ``data`` among ``stream``'s recent chunks, dropping those more than WINDOW bytes back. A chunk of
+        WINDOW bytes or more replaces them all with its last WINDOW bytes (a copy: a frame's worth of data is
+        not held on to for a level change that may never come)."""
+        if len(memoryview(data).cast("B")) >= WINDOW:
+            self._recent[stream] = [bytes(memoryview(data).cast("B")[-WINDOW:])]
+            self._recent_size[stream] = WINDOW
+            return
         recent = self._recent[stream]
         chunk = data if isinstance(data, bytes) else bytes(data)
         recent.append(chunk)
