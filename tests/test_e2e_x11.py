@@ -17,6 +17,7 @@ from rfbclient import RFBClient
 from xhelpers import RootPainter, grab, xvfb_process
 
 from pyvnc import Server, ServerConfig
+from pyvnc.capture.cursor import CursorImage, CursorWatcher, paint_cursor
 from pyvnc.capture.x11 import X11Source
 from pyvnc.errors import CaptureError
 
@@ -86,18 +87,36 @@ async def test_scrolling_arrives_as_copyrect(xvfb: tuple[subprocess.Popen[bytes]
     painter.close()
 
 
-async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
-    from pyvnc.capture.cursor import CursorWatcher, paint_cursor
-
-    _proc, display = xvfb
+def pointer_scene(display: str, rgb: int, x: int, y: int) -> tuple[RootPainter, np.ndarray]:
+    """A one-colour X screen with the pointer at (x, y): the painter, and a grab of the screen (RGB), which
+    has no pointer in it."""
     painter = RootPainter(display)
-    painter.rect(0, 0, 640, 480, 0x202020)
-    painter.d.screen().root.warp_pointer(200, 150)
+    painter.rect(0, 0, 640, 480, rgb)
+    painter.d.screen().root.warp_pointer(x, y)
     painter.d.sync()
+    return painter, grab(display)
+
+
+def current_shape(display: str) -> CursorImage:
+    """The pointer's shape now, as the X server gives it."""
     watcher = CursorWatcher(display)
     shape = watcher.current()
     watcher.close()
     assert shape is not None and shape.width > 0
+    return shape
+
+
+def painted(screen: np.ndarray, shape: CursorImage, x: int, y: int) -> np.ndarray:
+    """``screen`` (RGB) with ``shape`` painted at the pointer (x, y), as the server paints it in."""
+    bgrx = np.zeros((*screen.shape[:2], 4), np.uint8)
+    bgrx[..., :3] = screen[..., ::-1]
+    return np.ascontiguousarray(paint_cursor(bgrx, shape, x, y)[..., 2::-1])
+
+
+async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes], str]) -> None:
+    _proc, display = xvfb
+    painter, bare = pointer_scene(display, 0x202020, 200, 150)
+    shape = current_shape(display)
     async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
         # a client that draws cursors gets the shape with its hotspot, and a framebuffer without it
         drawer = await RFBClient.connect("127.0.0.1", server.port)
@@ -112,13 +131,11 @@ async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes],
         x, y, w, h, rgba, _mask = drawer.cursor
         assert (x, y, w, h) == (shape.hot_x, shape.hot_y, shape.width, shape.height)
         assert len(rgba) == w * h * 4
-        assert np.array_equal(drawer.fb, grab(display))
+        assert np.array_equal(drawer.fb, bare)
         # a client that cannot draw it sees it painted in at the pointer
         plain = await RFBClient.connect("127.0.0.1", server.port)
         plain.request()
-        expected_bgrx = np.zeros((480, 640, 4), np.uint8)
-        expected_bgrx[..., :3] = grab(display)[..., ::-1]
-        expected = paint_cursor(expected_bgrx, shape, 200, 150)[..., 2::-1]
+        expected = painted(bare, shape, 200, 150)
         for _ in range(20):
             await asyncio.wait_for(plain.read_update(), 5)
             if np.array_equal(plain.fb, expected):
@@ -128,7 +145,7 @@ async def test_cursor_shape_sent_or_painted(xvfb: tuple[subprocess.Popen[bytes],
         # the pointer moves: its old area is restored and it is painted at the new place, over the frame
         painter.d.screen().root.warp_pointer(330, 260)
         painter.d.sync()
-        moved = paint_cursor(expected_bgrx, shape, 330, 260)[..., 2::-1]
+        moved = painted(bare, shape, 330, 260)
         await plain.update_until(moved, tries=40)
         await drawer.close()
         await plain.close()
@@ -139,34 +156,22 @@ async def test_cursor_switched_between_painted_and_drawn(xvfb: tuple[subprocess.
     """A client that starts drawing the cursor itself mid-session (SetEncodings with a cursor pseudo-encoding)
     gets the area under the painted one back bare, with nothing changing on the screen; one that stops
     drawing it gets it painted in again."""
-    from pyvnc.capture.cursor import CursorWatcher, paint_cursor
-
     _proc, display = xvfb
-    painter = RootPainter(display)
-    painter.rect(0, 0, 640, 480, 0x305070)
-    painter.d.screen().root.warp_pointer(250, 180)
-    painter.d.sync()
-    watcher = CursorWatcher(display)
-    shape = watcher.current()
-    watcher.close()
-    assert shape is not None
-    bare = grab(display)
-    bgrx = np.zeros((480, 640, 4), np.uint8)
-    bgrx[..., :3] = bare[..., ::-1]
-    painted = paint_cursor(bgrx, shape, 250, 180)[..., 2::-1]
-    assert not np.array_equal(painted, bare)
+    painter, bare = pointer_scene(display, 0x305070, 250, 180)
+    with_pointer = painted(bare, current_shape(display), 250, 180)
+    assert not np.array_equal(with_pointer, bare)
     async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
         client = await RFBClient.connect("127.0.0.1", server.port)
         client.set_encodings([0])
         client.request()
         await asyncio.wait_for(client.read_update(), 5)
-        if not np.array_equal(client.fb, painted):
-            await client.update_until(painted, tries=40)
+        if not np.array_equal(client.fb, with_pointer):
+            await client.update_until(with_pointer, tries=40)
         client.set_encodings([0, -239])  # from now on it draws the cursor
         await client.update_until(bare, tries=40)
         assert client.cursor is not None
         client.set_encodings([0])  # and now it does not
-        await client.update_until(painted, tries=40)
+        await client.update_until(with_pointer, tries=40)
         await client.close()
     painter.close()
 
@@ -176,16 +181,8 @@ async def test_cursor_shape_changes_reach_drawing_and_painted_clients(
 ) -> None:
     """The pointer takes another shape (a font cursor set on the root window, as over a text field): a client
     that draws cursors gets the new shape, and one that does not sees the new shape painted in."""
-    from pyvnc.capture.cursor import CursorWatcher, paint_cursor
-
     _proc, display = xvfb
-    painter = RootPainter(display)
-    painter.rect(0, 0, 640, 480, 0x305070)
-    painter.d.screen().root.warp_pointer(250, 180)
-    painter.d.sync()
-    bare = grab(display)
-    bgrx = np.zeros((480, 640, 4), np.uint8)
-    bgrx[..., :3] = bare[..., ::-1]
+    painter, bare = pointer_scene(display, 0x305070, 250, 180)
     async with Server(ServerConfig(port=0, web_port=0), source=X11Source(display)) as server:
         drawer = await RFBClient.connect("127.0.0.1", server.port)
         drawer.set_encodings([0, -239])
@@ -205,10 +202,7 @@ async def test_cursor_shape_changes_reach_drawing_and_painted_clients(
         xterm = font.create_glyph_cursor(font, 152, 153, (0, 0, 0), (65535, 65535, 65535))  # XC_xterm
         painter.root.change_attributes(cursor=xterm)
         painter.d.sync()
-        watcher = CursorWatcher(display)
-        shape = watcher.current()
-        watcher.close()
-        assert shape is not None
+        shape = current_shape(display)
         for _ in range(40):
             if drawer.cursor is not None and drawer.cursor != first:
                 break
@@ -216,7 +210,7 @@ async def test_cursor_shape_changes_reach_drawing_and_painted_clients(
             await asyncio.wait_for(drawer.read_update(), 5)
         assert drawer.cursor is not None and drawer.cursor[:4] == (shape.hot_x, shape.hot_y, shape.width, shape.height)
         assert np.array_equal(drawer.fb, bare)
-        await plain.update_until(paint_cursor(bgrx, shape, 250, 180)[..., 2::-1], tries=40)
+        await plain.update_until(painted(bare, shape, 250, 180), tries=40)
         await drawer.close()
         await plain.close()
     painter.close()
