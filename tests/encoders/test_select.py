@@ -176,22 +176,29 @@ def test_fills_are_small(encoding: int, fill_size: int | None) -> None:
         assert fill_size is not None and len(data) == 12 + fill_size
 
 
-def test_rre_finds_its_own_fills() -> None:
-    """RRE is not searched for fills either: one rectangle, whose background is the colour of the one-colour
-    areas the search would have carved out, and no subrectangle reaches into them."""
+def sent_whole(encodings: list[int]) -> tuple[np.ndarray, bytes, RefDecoder]:
+    """A window-like frame through an encode manager configured with ``encodings``: it must go as one
+    rectangle of the first encoding, which decodes exactly. (frame, that rectangle, its decoder.)"""
     frame = text_on_background(600, 800)
     sel = EncoderSelector()
-    sel.configure([Encoding.RRE])
+    sel.configure(encodings)
     used, encoded = encode_all(sel, frame, [Rect(0, 0, 800, 600)])
-    assert used == {Encoding.RRE}
-    assert headers(encoded) == [(Rect(0, 0, 800, 600), Encoding.RRE)]
+    assert used == {encodings[0]}
+    assert headers(encoded) == [(Rect(0, 0, 800, 600), encodings[0])]
     dec = RefDecoder(NOVNC_PF, 800, 600)
     dec.decode(encoded[0])
     assert np.array_equal(dec.fb, bgrx_to_rgb(frame))
-    (n,) = struct.unpack_from(">I", encoded[0], 12)
-    assert encoded[0][16:19] == bytes((240, 238, 230))  # noVNC's format: red first
+    return frame, encoded[0], dec
+
+
+def test_rre_finds_its_own_fills() -> None:
+    """RRE is not searched for fills either: one rectangle, whose background is the colour of the one-colour
+    areas the search would have carved out, and no subrectangle reaches into them."""
+    frame, data, _dec = sent_whole([Encoding.RRE])
+    (n,) = struct.unpack_from(">I", data, 12)
+    assert data[16:19] == bytes((240, 238, 230))  # noVNC's format: red first
     subrects = np.frombuffer(
-        encoded[0], dtype=[("pixel", "<u4"), ("x", ">u2"), ("y", ">u2"), ("w", ">u2"), ("h", ">u2")], count=n, offset=20
+        data, dtype=[("pixel", "<u4"), ("x", ">u2"), ("y", ">u2"), ("w", ">u2"), ("h", ">u2")], count=n, offset=20
     )
     solids = split_solid(frame, Rect(0, 0, 800, 600), FILL_MIN_AREA).solids
     assert solids
@@ -206,15 +213,7 @@ def test_hextile_finds_its_own_fills() -> None:
     """Hextile is not searched for fills: one rectangle, in which every tile of the one-colour areas the
     search would have carved out costs one byte (subencoding 0: the background of the tile before) but the
     first of each area (background specified)."""
-    frame = text_on_background(600, 800)
-    sel = EncoderSelector()
-    sel.configure([Encoding.HEXTILE, Encoding.RRE])
-    used, encoded = encode_all(sel, frame, [Rect(0, 0, 800, 600)])
-    assert used == {Encoding.HEXTILE}
-    assert headers(encoded) == [(Rect(0, 0, 800, 600), Encoding.HEXTILE)]
-    dec = RefDecoder(NOVNC_PF, 800, 600)
-    dec.decode(encoded[0])
-    assert np.array_equal(dec.fb, bgrx_to_rgb(frame))
+    frame, _data, dec = sent_whole([Encoding.HEXTILE, Encoding.RRE])
     masks = np.array(dec.hextile_masks).reshape(-(-600 // 16), -(-800 // 16))
     solids = split_solid(frame, Rect(0, 0, 800, 600), FILL_MIN_AREA).solids
     assert solids
