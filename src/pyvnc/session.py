@@ -132,7 +132,6 @@ class Session:
         self._held_keys: set[int] = set()
         self._buttons = 0
         self._pointer = (0, 0)
-        self._client_size = (0, 0)
         #: the framebuffer size the client was last told (ServerInit, then size rectangles): all a client that
         #: cannot be told of a change keeps
         self._told_size = (0, 0)
@@ -235,7 +234,7 @@ class Session:
                 self._closing_reason = refusal
                 return
             width, height = self.hub.size
-            self._client_size = self._told_size = self._hub_size_seen = (width, height)
+            self._told_size = self._hub_size_seen = (width, height)
             self._client_name = self.hub.name
             proto.send_server_init(width, height, self.hub.name)
             self.sub = self.hub.subscribe()
@@ -533,7 +532,6 @@ class Session:
                 # it was last told of (rfbproto: no update may reach outside it)
                 w = min(w, self._told_size[0])
                 h = min(h, self._told_size[1])
-            self._client_size = (w, h)
             proto.set_framebuffer_size(w, h)
             whole = Rect(0, 0, w, h)
             # the client's old request areas are in the old geometry: answer with the whole new screen
