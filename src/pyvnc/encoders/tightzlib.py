@@ -19,9 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from . import parallel
-
-#: the deflate window: how far back a primed compressor's matches may reach
-WINDOW = 32768
+from .zlibenc import WINDOW, raw_deflater
 
 
 class ZStreams:
@@ -135,8 +133,7 @@ class ZStreams:
 
     def _fresh(self, level: int, window: bytes) -> Any:
         """A raw-deflate compressor that continues a stream: primed with ``window`` (the stream's last data)."""
-        primed = {"zdict": window} if window else {}
-        return self._deflater(level).compressobj(level, zlib.DEFLATED, -15, **primed)
+        return raw_deflater(self._deflater(level), level, window)
 
     def take_reset_bits(self) -> int:
         """The reset bits (0-3) the next compression-control byte must carry; clears them."""

@@ -87,6 +87,13 @@ ZLIB_HEADER = b"\x78\x01"
 WINDOW = 32768
 
 
+def raw_deflater(module: Any, level: int, window: bytes | memoryview = b"", mem_level: int = 8) -> Any:
+    """A raw-deflate compressor (no zlib header) of ``module`` (stdlib zlib or ISA-L's) that carries a stream
+    on: primed with ``window``, the last data the client's inflater produced; with none, it starts afresh."""
+    primed = {"zdict": window} if len(window) else {}
+    return module.compressobj(level, zlib.DEFLATED, -15, mem_level, **primed)
+
+
 def _stored_size(n: int) -> int:
     """Bytes of ``n`` bytes as stored deflate blocks (5 bytes a block of at most 65,535) plus the sync flush."""
     return n + 5 * (-(-n // 65535) + 1)
@@ -175,11 +182,11 @@ class ZlibStream:
 
         def piece(i: int) -> bytes:
             chunk, window = pieces[i]
-            obj = self._obj if i == 0 else zlib.compressobj(level_, zlib.DEFLATED, -15, zdict=window)
+            obj = self._obj if i == 0 else raw_deflater(zlib, level_, window)
             return bytes(obj.compress(chunk) + obj.flush(zlib.Z_SYNC_FLUSH))
 
         out = parallel.map_pieces(piece, range(parts))
-        self._obj = zlib.compressobj(level_, zlib.DEFLATED, -15, zdict=view[-WINDOW:])
+        self._obj = raw_deflater(zlib, level_, view[-WINDOW:])
         return b"".join(out)
 
     def _deflater_for(self, level: int | None) -> tuple[bool, int]:
@@ -193,10 +200,7 @@ class ZlibStream:
         """Go on with the other deflater or level from the next call (the client changed its compress level):
         ISA-L segments are primed with the window anyway; a stdlib deflater starts raw, primed with it."""
         if not use_isal:
-            if self._window:
-                self._obj = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=self._window)
-            else:
-                self._obj = zlib.compressobj(level, zlib.DEFLATED, -15)
+            self._obj = raw_deflater(zlib, level, self._window)
         self.use_isal, self.level = use_isal, level
 
 
@@ -206,12 +210,11 @@ def _isal_segment(data: memoryview, window: memoryview, level: int, mem_level: i
     assert ISAL is not None
     out = b""
     if not _incompressible(data):
-        primed = {"zdict": window} if window.nbytes else {}
-        obj = ISAL.compressobj(level, zlib.DEFLATED, -15, mem_level, **primed)
+        obj = raw_deflater(ISAL, level, window, mem_level)
         out = obj.compress(data) + obj.flush(ISAL.Z_SYNC_FLUSH)
     if not out or len(out) > _stored_size(len(data)):
         # incompressible: stored blocks (stdlib zlib at level 0 writes nothing else; they need no window)
-        stored = zlib.compressobj(0, zlib.DEFLATED, -15)
+        stored = raw_deflater(zlib, 0)
         out = stored.compress(data) + stored.flush(zlib.Z_SYNC_FLUSH)
     return out
 
