@@ -14,8 +14,8 @@ def used_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     used: list[int] = []
     original = EncoderSelector.encode
 
-    def spy(self: EncoderSelector, job: EncodeJob) -> tuple[frozenset[int], list[bytes]]:
-        encodings, rects = original(self, job)
+    def spy(self: EncoderSelector, job: EncodeJob, video: bool = True) -> tuple[frozenset[int], list[bytes]]:
+        encodings, rects = original(self, job, video)
         used.extend(sorted(encodings))
         return encodings, rects
 

@@ -1,7 +1,8 @@
 """A small RFB client for tests: handshake, pixel formats, Raw decoding, input.
 
 It exists to check what vncdotool cannot set (8/16 bpp, big-endian, colour maps, several versions). It decodes
-only Raw and the pseudo-encodings, with its own code written from the spec.
+only Raw, CopyRect and the pseudo-encodings, with its own code written from the spec, and Open H.264 through
+:mod:`h264view` (libavcodec's decoder).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 from Crypto.Cipher import DES
+from h264view import H264View
 
 from pyvnc import PushSource
 from pyvnc.protocol.pixelformat import PixelFormat, decode_pixels
@@ -45,6 +47,7 @@ class RFBClient:
         self.server_pf: PixelFormat | None = None
         self.pf: PixelFormat | None = None
         self.fb: npt.NDArray[np.uint8] = np.zeros((0, 0, 3), np.uint8)
+        self.h264 = H264View(self.fb)
         self.palette: dict[int, tuple[int, int, int]] = {}
         self.bells = 0
         self.cut_texts: list[bytes] = []
@@ -224,6 +227,11 @@ class RFBClient:
             elif enc == 1:  # CopyRect: copy within our own framebuffer
                 sx, sy = struct.unpack(">HH", await self.read(4))
                 self.fb[y : y + h, x : x + w] = self.fb[sy : sy + h, sx : sx + w].copy()
+            elif enc == 50:  # Open H.264: decoded by libavcodec, contexts kept as the spec says
+                length, flags = struct.unpack(">II", await self.read(8))
+                data = await self.read(length)
+                self.h264.fb = self.fb
+                self.h264.apply(x, y, w, h, flags, data)
             elif enc == -224:  # LastRect
                 break
             elif enc == -239:  # Cursor: pixels in our format, then a 1-bit mask

@@ -94,6 +94,7 @@ def test_flags_map_to_config(tmp_path: Path) -> None:
         "3",
         "--encode-threads",
         "1",
+        "--h264",
         "--log-level",
         "DEBUG",
     )
@@ -110,8 +111,17 @@ def test_flags_map_to_config(tmp_path: Path) -> None:
         desktop_name="desk",
         max_clients=3,
         encode_threads=1,
+        h264=True,
         log_level="debug",
     )
+
+
+def test_h264_flag_overrides_the_file_either_way(tmp_path: Path) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text("h264 = true\n")
+    assert parse("--config", str(conf)).h264
+    assert not parse("--config", str(conf), "--no-h264").h264
+    assert parse("--h264").h264 and not parse().h264
 
 
 def test_insecure_no_auth_flag() -> None:

@@ -40,6 +40,7 @@ _OVERRIDE_KEYS: tuple[str, ...] = (
     "run",
     "max_fps",
     "encode_threads",
+    "h264",
     "desktop_name",
     "max_clients",
     "log_level",
@@ -222,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=_int_arg,
         help="threads a big update is encoded on, 1 to 256; 1 keeps each update on one core (default: one per core)",
+    )
+    serve.add_argument(
+        "--h264",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="send H.264 (lossy, text included) to clients that list it, such as noVNC in browsers with "
+        "WebCodecs (default: off)",
     )
     serve.add_argument(
         "--desktop-name",

@@ -184,6 +184,9 @@ class ServerConfig:
     max_fps: float = 60.0
     #: Threads a big update is encoded on (1 to 256); None: one per core. Applies to the whole process.
     encode_threads: int | None = None
+    #: Send Open H.264 (encoding 50) to clients that list it, in their order of preference. Off by default:
+    #: H.264 is lossy everywhere, text included, and noVNC lists it first wherever the browser decodes it.
+    h264: bool = False
     #: Logging level: "debug", "info", "warning" or "error".
     log_level: str = "info"
     #: Desktop name sent to clients (ServerInit); None lets the server choose one.
@@ -230,6 +233,8 @@ class ServerConfig:
         set_("max_fps", self._validate_max_fps(self.max_fps))
         if self.encode_threads is not None:
             set_("encode_threads", _check_int("encode_threads", self.encode_threads, 1, MAX_ENCODE_THREADS))
+        if not isinstance(self.h264, bool):
+            raise ConfigError(f"h264: must be true or false, {_got(self.h264)}")
         set_("log_level", _check_choice("log_level", self.log_level, LOG_LEVELS))
         set_("desktop_name", _check_optional_str("desktop_name", self.desktop_name))
         set_("max_clients", _check_int("max_clients", self.max_clients, 1, None))

@@ -139,7 +139,7 @@ class Session:
         #: the LED state this client was last sent (None: not yet)
         self._leds_sent: int | None = None
         self._pending_pseudo: list[bytes] = []
-        self.encoders = EncoderSelector()
+        self.encoders = EncoderSelector(h264=config.h264)
         #: the last painted cursor rectangle of a stateless encoding, reused while neither the cursor nor the
         #: pixels under it nor the encoding settings change: (key, the pixels under it, encodings, rectangles)
         self._overlay_cache: tuple[tuple[object, ...], FrameArray, frozenset[int], list[bytes]] | None = None
@@ -393,8 +393,14 @@ class Session:
                 to_send.update(sub.damage.intersect(r))
             copy_rects: list[bytes] = []
             copy, sub.pending_copy = sub.pending_copy, None
+            pixel_format = effective_format(proto.pixel_format)
+            video = self.encoders.encoding_for(pixel_format) == Encoding.OPEN_H264
             if copy is not None:
-                if any(r.contains(copy.dst) for r in area) and not proto.full_request.intersects(copy.dst):
+                if (
+                    any(r.contains(copy.dst) for r in area)
+                    and not proto.full_request.intersects(copy.dst)
+                    and not video  # the next H.264 frame redraws the whole screen from the client's decoder
+                ):
                     # rfbproto 7.7.2: first in the update, so it reads the client's pixels before others land
                     copy_rects.append(
                         rect_header(*copy.dst, Encoding.COPY_RECT) + struct.pack(">HH", copy.src_x, copy.src_y)
@@ -413,7 +419,6 @@ class Session:
             generation = proto.pixel_format_generation
             frame = self.hub.frame
             overlay = self._cursor_overlay(frame, to_send) if sub.paints_cursor else None
-            pixel_format = effective_format(proto.pixel_format)
             if overlay is not None and self.encoders.encoding_for(pixel_format) == Encoding.RAW:
                 # Raw would send the cursor's area twice, byte for byte: leave it to the cursor's rectangle
                 # (compressing encodings shrink the repeat to little, and a hole would cut up their tiles)
@@ -503,7 +508,8 @@ class Session:
             more, items = cached[2], cached[3]  # a full refresh of a still screen: the same cursor rectangle
         else:
             patch = paint_cursor(under, cursor, x - area.x, y - area.y)
-            more, items = sel.encode(EncodeJob(patch, (Rect(0, 0, area.w, area.h),), job.pixel_format))
+            # never as H.264: the patch would open a video context of its own wherever the pointer goes
+            more, items = sel.encode(EncodeJob(patch, (Rect(0, 0, area.w, area.h),), job.pixel_format), video=False)
             # only stateless encodings give the same bytes again; a compression stream has moved on
             self._overlay_cache = (key, under.copy(), more, items) if more <= STATELESS else None
         return encodings | more, out + [_moved(item, area.x, area.y) for item in items]

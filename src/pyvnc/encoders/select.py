@@ -36,6 +36,7 @@ from ..region import Rect
 from . import parallel
 from .base import EncodeJob, Encoder
 from .classify import client_values, looks_busy, short_runs
+from .h264 import H264Encoder
 from .hextile import HextileEncoder
 from .jpeg import JPEGEncoder
 from .raw import RawEncoder
@@ -56,6 +57,7 @@ ENCODERS: dict[int, type[Encoder]] = {
     Encoding.TIGHT: TightEncoder,
     Encoding.TIGHT_PNG: TightPNGEncoder,
     Encoding.JPEG: JPEGEncoder,
+    Encoding.OPEN_H264: H264Encoder,
 }
 
 
@@ -77,6 +79,7 @@ SUITS: dict[int, frozenset[Kind]] = {
     Encoding.TIGHT: frozenset(Kind),
     Encoding.TIGHT_PNG: frozenset(Kind),
     Encoding.JPEG: frozenset({Kind.MANY}),
+    Encoding.OPEN_H264: frozenset(Kind),
 }
 
 #: the smallest one-colour area sent as a fill of its own. Far above TigerVNC's 2048 pixels: each extra
@@ -134,7 +137,10 @@ class EncoderSelector:
     """One per session: keeps the session's encoder instances (and so their compression streams) and decides
     which of them sends what."""
 
-    def __init__(self) -> None:
+    def __init__(self, h264: bool = False) -> None:
+        #: whether Open H.264 may be chosen at all (the server's ``h264`` setting): it is lossy everywhere,
+        #: text included, and noVNC lists it first wherever the browser decodes it
+        self.h264 = h264
         self._instances: dict[int, Encoder] = {}
         self.preferences: tuple[int, ...] = (Encoding.RAW,)
         self.quality: int | None = None
@@ -142,7 +148,7 @@ class EncoderSelector:
 
     def configure(self, encodings: Sequence[int]) -> None:
         """Take the client's SetEncodings list (most preferred first)."""
-        self.preferences = tuple(e for e in encodings if e in ENCODERS)
+        self.preferences = tuple(e for e in encodings if e in ENCODERS and (self.h264 or e != Encoding.OPEN_H264))
         self.quality = next(
             (e - QUALITY_LEVEL_MIN for e in encodings if QUALITY_LEVEL_MIN <= e <= QUALITY_LEVEL_MAX), None
         )
@@ -150,17 +156,21 @@ class EncoderSelector:
             (e - COMPRESS_LEVEL_MIN for e in encodings if COMPRESS_LEVEL_MIN <= e <= COMPRESS_LEVEL_MAX), None
         )
 
-    def encoding_for(self, pf: PixelFormat) -> int:
-        """The client's preferred encoding for updates in pixel format ``pf``."""
+    def encoding_for(self, pf: PixelFormat, video: bool = True) -> int:
+        """The client's preferred encoding for updates in pixel format ``pf`` (with ``video`` False, the
+        preferred one other than H.264)."""
         for enc in self.preferences:
-            if _supports(ENCODERS[enc], pf):
+            if (video or enc != Encoding.OPEN_H264) and _supports(ENCODERS[enc], pf):
                 return enc
         return Encoding.RAW
 
-    def plan(self, pf: PixelFormat) -> dict[Kind, int]:
+    def plan(self, pf: PixelFormat, video: bool = True) -> dict[Kind, int]:
         """Which encoding sends each kind of content: the preferred one where it suits the kind, else the
-        first encoding in the client's list that does, else the preferred one (or Raw) all the same."""
-        usable = [e for e in self.preferences if _supports(ENCODERS[e], pf)]
+        first encoding in the client's list that does, else the preferred one (or Raw) all the same.
+        With ``video`` False H.264 is left out."""
+        usable = [
+            e for e in self.preferences if (video or e != Encoding.OPEN_H264) and _supports(ENCODERS[e], pf)
+        ]
         preferred = usable[0] if usable else Encoding.RAW
         table: dict[Kind, int] = {}
         for kind in Kind:
@@ -181,10 +191,16 @@ class EncoderSelector:
         """``job`` with this session's quality and compression levels."""
         return EncodeJob(job.frame, job.rects, job.pixel_format, quality=self.quality, compress=self.compress)
 
-    def encode(self, job: EncodeJob) -> tuple[frozenset[int], list[bytes]]:
-        """Encode ``job`` (in a worker thread): the encodings used and the encoded rectangles."""
+    def encode(self, job: EncodeJob, video: bool = True) -> tuple[frozenset[int], list[bytes]]:
+        """Encode ``job`` (in a worker thread): the encodings used and the encoded rectangles.
+
+        A client that prefers H.264 gets the whole frame as one H.264 rectangle, its one video context;
+        ``video`` False (for a patch drawn over the video, such as the painted cursor) leaves H.264 out.
+        """
         job = self.job(job)
-        table = self.plan(job.pixel_format)
+        if video and self.encoding_for(job.pixel_format) == Encoding.OPEN_H264:
+            return frozenset({Encoding.OPEN_H264}), self.encoder(Encoding.OPEN_H264).encode(job)
+        table = self.plan(job.pixel_format, video)
         fills: list[Rect] = []
         rest: list[Rect] = []
         if table[Kind.SOLID] == Encoding.RAW:  # a Raw fill is as big as any other Raw rectangle
@@ -248,9 +264,10 @@ class EncoderSelector:
         """An encode that used ``encodings`` is to be thrown away unsent; True if that is safe.
 
         Stateless encoders lose nothing. Tight and TightPNG reset their streams (the next rectangle tells the
-        client to reset its inflaters too). Zlib and ZRLE cannot: their one stream already holds the data, so
-        the result must be sent — which rfbproto 7.5.1 allows, since a client must not change its pixel
-        format while an update request is outstanding.
+        client to reset its inflaters too), H.264 its encoder (the next frame resets the client's context).
+        Zlib and ZRLE cannot: their one stream already holds the data, so the result must be sent — which
+        rfbproto 7.5.1 allows, since a client must not change its pixel format while an update request is
+        outstanding.
         """
         if encodings & {Encoding.ZLIB, Encoding.ZRLE}:
             return False

@@ -1,0 +1,122 @@
+"""Open H.264 over a real socket: a server with ``h264`` on, and the test client (:mod:`rfbclient`) decoding
+with libavcodec as the spec describes. The whole screen is one video context; the painted cursor goes over it
+in another encoding; moved content is not sent as CopyRect; with ``h264`` off the server never sends it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from enc_content import corpus_available, corpus_frame
+from h264view import IDR, OPEN_H264, RESET_ALL_CONTEXTS, SLICE, psnr
+from rfbclient import RFBClient
+
+from pyvnc import PushSource, Server, ServerConfig
+from pyvnc.capture.cursor import CursorImage, paint_cursor
+from pyvnc.capture.scroll import Copy
+from pyvnc.encoders.h264 import available
+from pyvnc.region import Rect
+
+pytestmark = [
+    pytest.mark.skipif(not available(), reason="PyAV with libx264 is not installed"),
+    pytest.mark.skipif(not corpus_available(), reason="corpus images not available"),
+]
+
+W, H = 640, 360
+COPY_RECT, RAW = 1, 0
+
+
+def picture(y: int = 300, x: int = 400) -> np.ndarray:
+    """RGB of a piece of the corpus web page (text and pictures)."""
+    return np.ascontiguousarray(corpus_frame("webpage")[y : y + H, x : x + W, 2::-1])
+
+
+def painted(rgb: np.ndarray, cursor: CursorImage, x: int, y: int) -> np.ndarray:
+    bgrx = np.zeros((*rgb.shape[:2], 4), np.uint8)
+    bgrx[..., :3] = rgb[..., ::-1]
+    return paint_cursor(bgrx, cursor, x, y)[..., 2::-1]
+
+
+async def test_video_with_the_painted_cursor_over_it() -> None:
+    """A client listing H.264 first, and no cursor pseudo-encoding: each update is one H.264 rectangle of the
+    whole screen and then the painted cursor's area in Raw, exact, over the video. Changes come as P-frames
+    and show; where the pointer was, the video shows the content again."""
+    arrow = CursorImage(12, 18, 1, 1, 0, np.random.default_rng(4).integers(0, 256, (18, 12, 4), dtype=np.uint8))
+    source = PushSource(width=W, height=H)
+    rgb = picture()
+    source.push(rgb)
+    async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
+        assert server.hub is not None
+        server.hub.set_cursor(arrow)
+        server.hub.set_pointer(100, 80)
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([OPEN_H264, RAW])
+        client.request(incremental=False)
+        update = await client.read_update()
+        area = server.hub.cursor_area()
+        assert area is not None
+        assert update.rects == [(0, 0, W, H, OPEN_H264), (*area, RAW)]
+        first = client.h264.shown[-1]
+        assert first.flags == RESET_ALL_CONTEXTS and IDR in first.nal_types
+        want = painted(rgb, arrow, 100, 80)
+        assert psnr(client.fb, want) >= 30
+        ax, ay, aw, ah = area
+        assert np.array_equal(client.fb[ay : ay + ah, ax : ax + aw], want[ay : ay + ah, ax : ax + aw])
+
+        # a change elsewhere: a P-frame of the whole screen, and the cursor again on top
+        rgb = rgb.copy()
+        rgb[200:260, 300:420] = (200, 30, 30)
+        source.push(rgb)
+        await asyncio.sleep(0.1)
+        client.request(incremental=True)
+        update = await client.read_update()
+        assert update.rects[0] == (0, 0, W, H, OPEN_H264)
+        assert client.h264.shown[-1].nal_types == [SLICE] and client.h264.shown[-1].flags == 0
+        assert np.abs(client.fb[210:250, 310:410].reshape(-1, 3).mean(axis=0) - (200, 30, 30)).max() <= 6
+        assert psnr(client.fb, painted(rgb, arrow, 100, 80)) >= 30
+
+        # the pointer moves away: the old place shows the content, from the video
+        server.hub.set_pointer(500, 250)
+        client.request(incremental=True)
+        await client.read_update()
+        old = (slice(ay, ay + ah), slice(ax, ax + aw))
+        assert psnr(client.fb[old], rgb[old]) >= 30
+        assert psnr(client.fb, painted(rgb, arrow, 500, 250)) >= 30
+        await client.close()
+
+
+async def test_moved_content_goes_in_the_video_not_as_copyrect() -> None:
+    """CopyRect listed too: content moved on screen is still sent in the next H.264 frame (which redraws the
+    whole context from the client's decoder, so a copy first would be wasted)."""
+    source = PushSource(width=W, height=H)
+    rgb = picture()
+    source.push(rgb)
+    async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
+        assert server.hub is not None
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([OPEN_H264, COPY_RECT, RAW, -239])
+        client.request(incremental=False)
+        await client.read_update()
+        scrolled = picture(y=340)  # the page 40 rows further down
+        frame = np.zeros((H, W, 4), np.uint8)
+        frame[..., :3] = scrolled[..., ::-1]
+        server.hub.publish(frame, [Rect(0, H - 40, W, 40)], [Copy(Rect(0, 0, W, H - 40), 0, 40)])
+        client.request(incremental=True)
+        update = await client.read_update()
+        assert [r[4] for r in update.rects] == [OPEN_H264]
+        assert psnr(client.fb, scrolled) >= 30
+        await client.close()
+
+
+async def test_off_by_default_even_when_listed_first() -> None:
+    source = PushSource(width=W, height=H)
+    rgb = picture()
+    source.push(rgb)
+    async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([OPEN_H264, RAW])
+        client.request(incremental=False)
+        update = await client.read_update()
+        assert {r[4] for r in update.rects} == {RAW} and np.array_equal(client.fb, rgb)
+        await client.close()
