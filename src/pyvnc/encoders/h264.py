@@ -17,7 +17,10 @@ the decoder as a frame of its own) and so one encoder thread. The quality level 
 noVNC's default, is x264's own default of 23), the compression level to its preset. Odd sizes are padded by
 repeating the last column and row; the client crops (the spec allows frames larger than their rectangle).
 
-Pixels go BGRX → I420 through libswscale, then through libx264: both C, and PyAV releases the GIL in them.
+Pixels go BGRX → I420 through libswscale (BT.601, limited range, as the stream's VUI says), then through
+libx264: both C, mostly outside the GIL (two sessions' encoders side by side took 0.73 of the time of one after
+the other, on two cores). ``benchmarks/h264.py`` has the figures: an update of a still or slightly changed
+1080p screen costs 5-7 ms at the default levels, a first (key) frame 9-12 ms, noise 21.
 """
 
 from __future__ import annotations
