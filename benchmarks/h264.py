@@ -7,8 +7,8 @@ quality at the fastest preset; 9:2; 6:9) it prints medians of wall and CPU ms (a
 bytes for the frames a session sends:
 
 - ``key``: the first frame of a stream (an IDR frame: every update after a size or level change too);
-- ``still``: the same screen again (a non-incremental request on a still screen);
-- ``text``: a 300×40 area changed, as typing or a blinking cursor does;
+- ``still``: the same screen again, converted whole (a non-incremental request on a still screen);
+- ``text``: a 300×40 area changed, as typing or a blinking cursor does (only it is converted);
 - ``scroll``: the whole screen moved up by 40 rows, as a scrolling page does;
 
 and the PSNR of the picture after the last frame of each kind, decoded by libavcodec and converted here
@@ -37,8 +37,12 @@ from pyvnc.encoders.h264 import H264Encoder, available, preset_for
 from pyvnc.region import Rect
 
 
-def timed(enc: H264Encoder, frame: np.ndarray, quality: int, compress: int) -> tuple[float, float, bytes]:
-    job = EncodeJob(frame, (Rect(0, 0, frame.shape[1], frame.shape[0]),), NOVNC_PF, quality, compress)
+def timed(
+    enc: H264Encoder, frame: np.ndarray, quality: int, compress: int, rects: tuple[Rect, ...] = ()
+) -> tuple[float, float, bytes]:
+    """Encode ``frame`` whose ``rects`` changed (default: all of it)."""
+    rects = rects or (Rect(0, 0, frame.shape[1], frame.shape[0]),)
+    job = EncodeJob(frame, rects, NOVNC_PF, quality, compress)
     t, c = time.perf_counter(), time.process_time()
     out = enc.encode(job)
     return (time.perf_counter() - t) * 1e3, (time.process_time() - c) * 1e3, out[0]
@@ -70,7 +74,7 @@ def measure(name: str, quality: int, compress: int, runs: int) -> list[str]:
         for i in range(6):
             y = 100 + 45 * i
             frame[y : y + 40, 200:500] = 255 - frame[y : y + 40, 200:500]
-            ms, cpu, data = timed(enc, frame, quality, compress)
+            ms, cpu, data = timed(enc, frame, quality, compress, (Rect(200, y, 300, 40),))
             view.feed(data)
             kinds["text"].append((ms, cpu, len(data)))
         last["text"] = psnr(view.fb, rgb(frame))

@@ -54,8 +54,8 @@ def test_corpus_frames_in_one_context_decode_above_30_db() -> None:
     view = H264View(np.zeros((1080, 1920, 3), np.uint8))
     for i, name in enumerate(("terminal", "webpage", "desktop", "photo")):
         frame = corpus_frame(name)
-        shown = view.feed(encode(enc, frame, (Rect(100, 100, 50, 50),)))
-        assert shown.rect == (0, 0, 1920, 1080)  # the whole screen, whatever changed
+        shown = view.feed(encode(enc, frame))
+        assert shown.rect == (0, 0, 1920, 1080)
         if i == 0:
             assert shown.flags == RESET_ALL_CONTEXTS
             assert {SPS, PPS, IDR} <= set(shown.nal_types) and shown.profile == BASELINE
@@ -76,17 +76,58 @@ def test_small_changes_follow_in_small_frames() -> None:
     enc = H264Encoder()
     view = H264View(np.zeros((360, 640, 3), np.uint8))
     first = view.feed(encode(enc, frame_of(base)))
+    before: tuple[Rect, ...] = ()
     for i in range(12):
         rgb = base.copy()
         x, y = 40 + 37 * i, 30 + 19 * i
         rgb[y : y + 40, x : x + 60] = rng.integers(60, 200, size=3, dtype=np.uint8)
-        shown = view.feed(encode(enc, frame_of(rgb), (Rect(x, y, 60, 40),)))
+        # what changed: the last patch went, this one came (the session's damage); the rectangle sent is
+        # the whole screen all the same
+        changed = (*before, Rect(x, y, 60, 40))
+        shown = view.feed(encode(enc, frame_of(rgb), changed))
+        assert shown.rect == (0, 0, 640, 360)
+        before = (Rect(x, y, 60, 40),)
         assert shown.nal_types == [SLICE] and shown.flags == 0
         assert shown.size < first.size / 5
         # the patch's inside (its edges blend with the blocks around it in 4:2:0) has its colour
         inside = view.fb[y + 8 : y + 32, x + 8 : x + 52].reshape(-1, 3).astype(int)
         assert np.abs(inside.mean(axis=0) - rgb[y + 20, x + 30]).max() <= 6, i
         assert psnr(view.fb, rgb) >= 30, i
+
+
+@pytest.mark.parametrize("size", [(360, 640), (361, 643)])
+def test_converting_only_what_changed_gives_the_bytes_of_whole_frames(
+    size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the changed rectangles (with a margin) are converted into the picture kept from the last frame:
+    libx264 gets exactly the picture a whole-frame conversion makes, so the bytes are the same, frame after
+    frame, for rectangles at odd places and sizes, on the edges and in the corners of odd-sized screens."""
+    h, w = size
+    rng = np.random.default_rng(8)
+    converted: list[Rect] = []
+    convert = H264Encoder._convert
+
+    def spy(self: H264Encoder, frame: np.ndarray, rect: Rect) -> None:
+        converted.append(rect)
+        convert(self, frame, rect)
+
+    monkeypatch.setattr(H264Encoder, "_convert", spy)
+    picture = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    whole, partial = H264Encoder(), H264Encoder()
+    assert encode(whole, picture) == encode(partial, picture)
+    shapes = [
+        [Rect(0, 0, 1, 1), Rect(w - 1, h - 1, 1, 1)],
+        [Rect(13, 7, 31, 9), Rect(w - 5, 100, 5, 33)],
+        [Rect(200, h - 3, 77, 3), Rect(0, 50, 3, 41), Rect(101, 101, 1, 1)],
+        [Rect(w - 64, 0, 64, 17), Rect(0, h - 18, 40, 18)],
+    ]
+    for step in range(8):
+        rects = shapes[step % len(shapes)]
+        picture = picture.copy()
+        for r in rects:
+            picture[r.y : r.bottom, r.x : r.right] = rng.integers(0, 256, (r.h, r.w, 4), dtype=np.uint8)
+        assert encode(whole, picture) == encode(partial, picture, tuple(rects)), step
+    assert len(converted) == sum(len(shapes[i % len(shapes)]) for i in range(8))  # none went whole
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 300), (300, 1), (17, 33), (63, 101)])
