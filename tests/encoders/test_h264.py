@@ -232,3 +232,27 @@ def test_selector_sends_the_whole_frame_as_h264_only_when_allowed_and_possible()
     off = EncoderSelector()
     off.configure([Encoding.OPEN_H264, Encoding.ZRLE])
     assert off.encoding_for(PF) == Encoding.ZRLE and off.encode(job)[0] == {Encoding.ZRLE}
+
+
+def test_back_to_h264_after_other_encodings_brings_the_whole_screen_back() -> None:
+    """H.264, then a while in another encoding (the client's list or pixel format changed), then H.264 again
+    with only a small change since the last update: the video's next frame, in the same stream, carries the
+    whole screen as it is now, not the picture of its last frame with the small change."""
+    a, b = gradient(180, 320), np.ascontiguousarray(gradient(180, 320)[::-1, ::-1])
+    sel = EncoderSelector(h264=True)
+    view = H264View(np.zeros((180, 320, 3), np.uint8))
+    whole = (Rect(0, 0, 320, 180),)
+    sel.configure([Encoding.OPEN_H264, Encoding.RAW])
+    view.feed(sel.encode(EncodeJob(frame_of(a), whole, PF))[1][0])
+    for pf in (RGB565, PF):  # a while in 16 bits (no H.264 there), then a while with H.264 not listed
+        if pf is PF:
+            sel.configure([Encoding.RAW])
+        used, _ = sel.encode(EncodeJob(frame_of(b), whole, pf))
+        assert used == {Encoding.RAW}
+    sel.configure([Encoding.OPEN_H264, Encoding.RAW])
+    c = b.copy()
+    c[10:20, 10:30] = (250, 250, 0)
+    used, out = sel.encode(EncodeJob(frame_of(c), (Rect(10, 10, 20, 10),), PF))
+    shown = view.feed(out[0])
+    assert used == {Encoding.OPEN_H264} and shown.flags == 0  # the same stream
+    assert psnr(view.fb, c) >= 30

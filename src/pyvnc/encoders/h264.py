@@ -111,8 +111,17 @@ class H264Encoder(Encoder):
         self._codec = None
         self._settings = None
 
+    def invalidate(self) -> None:
+        """The client's screen was drawn in other encodings since the last frame (its pixel format or encoding
+        list changed for a while): the next frame converts the whole screen, not only what its job says changed.
+        The stream goes on: the client's decoder has missed nothing."""
+        self._yuv = self._planes = None
+
     def encode(self, job: EncodeJob) -> list[bytes]:
-        """One rectangle, the whole frame, carrying one H.264 frame; nothing for a job without rectangles."""
+        """One rectangle, the whole frame, carrying one H.264 frame; nothing for a job without rectangles.
+
+        ``job.rects`` must cover everything that changed since the last frame of this encoder (a session's
+        damage does): only they are converted when they are a small part of the screen."""
         if not job.rects:
             return []
         h, w = job.frame.shape[:2]

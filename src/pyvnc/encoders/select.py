@@ -200,6 +200,11 @@ class EncoderSelector:
         job = self.job(job)
         if video and self.encoding_for(job.pixel_format) == Encoding.OPEN_H264:
             return frozenset({Encoding.OPEN_H264}), self.encoder(Encoding.OPEN_H264).encode(job)
+        video_encoder = self._instances.get(Encoding.OPEN_H264)
+        if video and isinstance(video_encoder, H264Encoder):
+            # the screen is being drawn in other encodings (another pixel format or encoding list for now):
+            # the video's next frame must bring all of it back, not just what changes after that
+            video_encoder.invalidate()
         table = self.plan(job.pixel_format, video)
         fills: list[Rect] = []
         rest: list[Rect] = []
