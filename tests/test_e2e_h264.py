@@ -16,6 +16,7 @@ from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.capture.cursor import CursorImage, paint_cursor
 from pyvnc.capture.scroll import Copy
 from pyvnc.encoders.h264 import available
+from pyvnc.protocol.pixelformat import PixelFormat
 from pyvnc.region import Rect
 
 pytestmark = [
@@ -106,6 +107,44 @@ async def test_moved_content_goes_in_the_video_not_as_copyrect() -> None:
         update = await client.read_update()
         assert [r[4] for r in update.rects] == [OPEN_H264]
         assert psnr(client.fb, scrolled) >= 30
+        await client.close()
+
+
+async def test_a_while_in_16_bits_then_video_again() -> None:
+    """The client goes to 16 bits (no H.264 there: Raw), the screen changes, the client comes back to 32 bits
+    and asks for small changes only: the next H.264 frame, in the same stream, shows the whole screen as it
+    is now (the video's own last picture is long out of date)."""
+    rgb565 = PixelFormat(16, 16, False, True, 31, 63, 31, 11, 5, 0)
+    true32 = PixelFormat(32, 24, False, True, 255, 255, 255, 16, 8, 0)
+    source = PushSource(width=W, height=H)
+    rgb = picture()
+    source.push(rgb)
+    async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_pixel_format(true32)
+        client.set_encodings([OPEN_H264, RAW])
+        client.request(incremental=False)
+        await client.read_update()
+        assert psnr(client.fb, rgb) >= 30
+        client.set_pixel_format(rgb565)
+        client.request(incremental=False)
+        update = await client.read_update()
+        assert {r[4] for r in update.rects} == {RAW}
+        rgb = picture(y=600, x=900)  # a new screen, sent in Raw
+        source.push(rgb)
+        await asyncio.sleep(0.1)
+        client.request(incremental=True)
+        await client.read_update()
+        assert psnr(client.fb, rgb) >= 35  # the new screen, in 16 bits
+        client.set_pixel_format(true32)
+        rgb = rgb.copy()
+        rgb[50:70, 50:150] = (0, 0, 250)
+        source.push(rgb, [(50, 50, 100, 20)])
+        await asyncio.sleep(0.1)
+        client.request(incremental=True)
+        update = await client.read_update()
+        assert [r[4] for r in update.rects] == [OPEN_H264] and client.h264.shown[-1].flags == 0
+        assert psnr(client.fb, rgb) >= 30
         await client.close()
 
 
