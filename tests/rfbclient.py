@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import struct
 from dataclasses import dataclass, field
 
@@ -62,6 +63,9 @@ class RFBClient:
         self.layouts: list[tuple[int, int, int, int, list[tuple[int, ...]]]] = []
         #: answers to our fence requests: flags, payload and when they came (loop time)
         self.fence_answers: list[tuple[int, bytes, float]] = []
+        self.tls_host = ""
+        self.security_types = b""
+        self.vencrypt_subtypes: tuple[int, ...] = ()
 
     @classmethod
     async def connect(
@@ -71,10 +75,14 @@ class RFBClient:
         password: str | None = None,
         version: bytes = b"RFB 003.008\n",
         shared: bool = True,
+        tls: ssl.SSLContext | None = None,
     ) -> RFBClient:
+        """Connect and shake hands; with ``tls``, through VeNCrypt (the subtype the server offers first),
+        verifying the server's certificate with ``tls`` for host ``host``."""
         reader, writer = await asyncio.open_connection(host, port)
         client = cls(reader, writer)
-        await client._handshake(password, version, shared)
+        client.tls_host = host
+        await client._handshake(password, version, shared, tls)
         return client
 
     async def read(self, n: int) -> bytes:
@@ -84,7 +92,20 @@ class RFBClient:
         (n,) = struct.unpack(">I", await self.read(4))
         return (await self.read(n)).decode("utf-8", "replace")
 
-    async def _handshake(self, password: str | None, version: bytes, shared: bool) -> None:
+    async def _vencrypt(self, tls: ssl.SSLContext) -> int:
+        """VeNCrypt 0.2 up to TLS (rfbproto "VeNCrypt"); returns the subtype, whose authentication follows."""
+        assert await self.read(2) == b"\x00\x02"
+        self.writer.write(b"\x00\x02")
+        ok, n = await self.read(2)
+        assert ok == 0
+        subtypes = struct.unpack(f">{n}I", await self.read(4 * n))
+        self.vencrypt_subtypes = subtypes
+        self.writer.write(struct.pack(">I", subtypes[0]))
+        assert await self.read(1) == b"\x01"
+        await self.writer.start_tls(tls, server_hostname=self.tls_host)
+        return subtypes[0]
+
+    async def _handshake(self, password: str | None, version: bytes, shared: bool, tls: ssl.SSLContext | None) -> None:
         server_version = await self.read(12)
         assert server_version == b"RFB 003.008\n", server_version
         self.writer.write(version)
@@ -101,14 +122,20 @@ class RFBClient:
             if n == 0:
                 raise AuthError(await self._reason())
             types = await self.read(n)
-            sectype = 2 if 2 in types else types[0]
+            self.security_types = types
+            sectype = 19 if tls is not None else 2 if 2 in types else types[0]
             self.writer.write(bytes([sectype]))
+        # a SecurityResult follows VNC Authentication, anything in 3.8, and VeNCrypt (whatever is inside)
+        result_due = sectype in (2, 19) or version == b"RFB 003.008\n"
+        if sectype == 19:
+            assert tls is not None, "the server offers only VeNCrypt"
+            sectype = {261: 2, 260: 1}[await self._vencrypt(tls)]
         if sectype == 2:
             if password is None:
                 raise AuthError("server wants a password")
             challenge = await self.read(16)
             self.writer.write(DES.new(_vnc_des_key(password), DES.MODE_ECB).encrypt(challenge))
-        if sectype == 2 or version == b"RFB 003.008\n":
+        if result_due:
             (result,) = struct.unpack(">I", await self.read(4))
             if result != 0:
                 reason = await self._reason() if version == b"RFB 003.008\n" else "failed"

@@ -313,30 +313,8 @@ async def test_wrong_password_shows_error(browser: Any) -> None:
         assert "Authentication failed" in text
 
 
-async def test_wss_with_self_signed_certificate(browser: Any, tmp_path: Path) -> None:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+async def test_wss_with_self_signed_certificate(browser: Any, self_signed: tuple[Path, Path]) -> None:
+    cert, key = self_signed
     web = free_port()
     source = DemoSource(320, 200, animate=False)
     config = ServerConfig(port=0, web_port=web, cert=str(cert), key=str(key))

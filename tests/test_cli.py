@@ -95,6 +95,8 @@ def test_flags_map_to_config(tmp_path: Path) -> None:
         "--encode-threads",
         "1",
         "--h264",
+        "--rfb-tls",
+        "OFF",
         "--log-level",
         "DEBUG",
     )
@@ -112,6 +114,7 @@ def test_flags_map_to_config(tmp_path: Path) -> None:
         max_clients=3,
         encode_threads=1,
         h264=True,
+        rfb_tls="off",
         log_level="debug",
     )
 

@@ -116,6 +116,8 @@ def test_password_not_in_repr() -> None:
         ({"password": "same", "view_only_password": "same"}, "view_only_password: must differ"),
         ({"insecure_no_auth": 1}, "insecure_no_auth: must be true or false"),
         ({"h264": "on"}, "h264: must be true or false"),
+        ({"rfb_tls": "yes"}, 'rfb_tls: must be one of "off", "offer", "require"'),
+        ({"rfb_tls": "require"}, 'rfb_tls: "require" needs a certificate'),
         ({"source": "wayland"}, 'source: must be one of "auto", "demo", "x11", "xvfb"'),
         ({"source": None}, "source: must be one of"),
         ({"display": "1"}, 'display: must be an X display such as ":1"'),

@@ -164,6 +164,33 @@ async def test_password(viewer_display: str, tmp_path: Path) -> None:
             await viewer.wait_exact(frame)
 
 
+@pytest.mark.parametrize("password", ["s3cret!", None])
+async def test_tls_x509_with_and_without_password(
+    viewer_display: str, tmp_path: Path, self_signed: tuple[Path, Path], password: str | None
+) -> None:
+    """TLS on the RFB port: the viewer takes only X509Vnc (with a password) or X509None (without), checks our
+    certificate against the CA it is given, and shows the desktop exactly. rfb_tls = "require" (VeNCrypt
+    alone) so nothing but TLS could have let it in."""
+    cert, key = self_signed
+    frame = corpus_crop("webpage")
+    source = PushSource(width=WIDTH, height=HEIGHT)
+    source.push(frame)
+    config = ServerConfig(port=0, web_port=0, password=password, cert=str(cert), key=str(key), rfb_tls="require")
+    params = [f"-X509CA={cert}", "-PreferredEncoding=ZRLE", "-AutoSelect=0"]
+    if password is not None:
+        params += ["-SecurityTypes=X509Vnc", f"-passwd={password_file(tmp_path, password)}"]
+    else:
+        params += ["-SecurityTypes=X509None"]
+    async with (
+        Server(config, source=source) as server,
+        run_viewer(viewer_display, server.port, tmp_path / "home", *params) as viewer,
+    ):
+        await viewer.wait_exact(frame)
+        session = server.sessions[0]
+        assert session.tls is not None and session.tls.startswith("TLSv1")
+        assert session.protocol.vencrypt_subtype == (261 if password else 260)
+
+
 @pytest.mark.parametrize(("encoding", "extra"), LOSSLESS[:4])
 async def test_desktop_changes_reach_viewer(
     viewer_display: str, used_encodings: list[int], tmp_path: Path, encoding: str, extra: tuple[str, ...]

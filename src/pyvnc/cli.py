@@ -14,7 +14,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, NoReturn
 
-from .config import LOG_LEVELS, SOURCES, ServerConfig, load_config, parse_geometry
+from .config import LOG_LEVELS, RFB_TLS_MODES, SOURCES, ServerConfig, load_config, parse_geometry
 from .errors import ConfigError, PyVNCError
 
 __all__ = ["build_config", "build_parser", "main"]
@@ -41,6 +41,7 @@ _OVERRIDE_KEYS: tuple[str, ...] = (
     "max_fps",
     "encode_threads",
     "h264",
+    "rfb_tls",
     "desktop_name",
     "max_clients",
     "log_level",
@@ -158,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--cert",
         metavar="FILE",
-        help="PEM certificate: with --key, the web port serves https and wss (default: plain http)",
+        help="PEM certificate: with --key, the web port serves https and wss, and the VNC port offers TLS "
+        "(VeNCrypt; see --rfb-tls) (default: none)",
     )
     serve.add_argument(
         "--key",
@@ -223,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=_int_arg,
         help="threads a big update is encoded on, 1 to 256; 1 keeps each update on one core (default: one per core)",
+    )
+    serve.add_argument(
+        "--rfb-tls",
+        choices=RFB_TLS_MODES,
+        type=str.lower,
+        help="TLS (VeNCrypt) on the VNC port with --cert/--key: 'offer' it first, 'require' it, or 'off' "
+        "(default: offer)",
     )
     serve.add_argument(
         "--h264",

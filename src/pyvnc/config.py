@@ -30,6 +30,7 @@ from .errors import ConfigError
 
 __all__ = [
     "LOG_LEVELS",
+    "RFB_TLS_MODES",
     "SHARE_POLICIES",
     "SOURCES",
     "ServerConfig",
@@ -46,6 +47,8 @@ SOURCES: tuple[str, ...] = ("auto", "demo", "x11", "xvfb")
 SHARE_POLICIES: tuple[str, ...] = ("client", "always", "never")
 #: Values accepted for ``log_level`` (case-insensitive).
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+#: values of ``rfb_tls``
+RFB_TLS_MODES: tuple[str, ...] = ("off", "offer", "require")
 
 #: VNC authentication (rfbproto 7.2.2) uses only the first 8 characters of a password.
 VNC_PASSWORD_LENGTH = 8
@@ -209,6 +212,10 @@ class ServerConfig:
     cert: str | None = None
     #: PEM private-key file for ``cert``.
     key: str | None = None
+    #: TLS on the RFB port, with ``cert`` and ``key`` (VeNCrypt X509None / X509Vnc): "offer" it first and
+    #: keep the plain security type for clients without VeNCrypt, "require" it, or "off". Without a
+    #: certificate there is nothing to offer ("require" is then an error).
+    rfb_tls: str = "offer"
     #: Origins allowed to open a WebSocket, e.g. "https://vnc.example.org"; empty: only the page's own
     #: origin (the Origin header must match the Host header), plus clients that send no Origin at all.
     web_origins: Sequence[str] = ()
@@ -248,6 +255,7 @@ class ServerConfig:
         set_("web_port", _check_int("web_port", self.web_port, 0, MAX_PORT))
         set_("cert", self._validate_pem("cert", self.cert))
         set_("key", self._validate_pem("key", self.key))
+        set_("rfb_tls", _check_choice("rfb_tls", self.rfb_tls, RFB_TLS_MODES))
         set_("web_origins", self._validate_origins(self.web_origins))
         set_("web_max_message", _check_int("web_max_message", self.web_max_message, 1024, 1 << 30))
         self._check_consistency()
@@ -390,6 +398,8 @@ class ServerConfig:
                 )
         if (self.cert is None) != (self.key is None):
             raise ConfigError("cert: cert and key must be given together (both PEM files)")
+        if self.rfb_tls == "require" and self.cert is None:
+            raise ConfigError('rfb_tls: "require" needs a certificate: set cert and key (PEM files)')
         if self.web_port and self.web_port == self.port:
             raise ConfigError(f"web_port: must differ from port ({self.port}); use 0 to turn the web listener off")
         if self.run is not None and self.source not in ("auto", "xvfb"):

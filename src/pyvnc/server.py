@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
@@ -19,7 +20,7 @@ from .config import ServerConfig
 from .encoders import parallel
 from .hub import FrameHub
 from .session import Session
-from .streams import Stream, TCPStream, format_peer, listening_addresses
+from .streams import Stream, TCPStream, format_peer, listening_addresses, server_tls_context
 from .web import WebListener
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class Server:
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
+        #: the TLS context of VeNCrypt on the RFB port (cert and key set, rfb_tls not "off")
+        self._tls: ssl.SSLContext | None = None
         self._started = False
         self._closing = False
         self._closed = asyncio.Event()
@@ -91,6 +94,8 @@ class Server:
             self._source = create_source(cfg)
         name = cfg.desktop_name or self._source.name
         self.hub = FrameHub(name)
+        if cfg.cert and cfg.key and cfg.rfb_tls != "off":
+            self._tls = server_tls_context(cfg.cert, cfg.key)
         self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="pyvnc")
         try:
             await self._source.start(self.hub, cfg.max_fps)
@@ -242,6 +247,7 @@ class Server:
             executor=self._executor,
             on_client_init=self._on_client_init,
             refuse_reason=refuse,
+            tls=self._tls if isinstance(stream, TCPStream) else None,  # a browser has wss instead
         )
         self._sessions.add(session)
         task = asyncio.current_task()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -32,7 +33,13 @@ from .encoders.select import STATELESS, EncoderSelector
 from .hub import FrameHub, Subscription
 from .pacing import Pacer
 from .protocol.connection import Phase, ProtocolSettings, RFBServerProtocol
-from .protocol.constants import Encoding, ExtendedDesktopSizeReason, ExtendedDesktopSizeStatus, SecurityType
+from .protocol.constants import (
+    Encoding,
+    ExtendedDesktopSizeReason,
+    ExtendedDesktopSizeStatus,
+    SecurityType,
+    VeNCryptSubtype,
+)
 from .protocol.messages import (
     RECT_POSITION,
     AuthRequested,
@@ -50,6 +57,7 @@ from .protocol.messages import (
     PointerEvent,
     QEMUKeyEvent,
     Screen,
+    TLSRequested,
     UpdateRequested,
     desktop_name_rect,
     desktop_size_rect,
@@ -61,7 +69,7 @@ from .protocol.messages import (
 from .protocol.pixelformat import converter_for, effective_format
 from .protocol.security import vncauth
 from .region import Rect, Region
-from .streams import Stream
+from .streams import Stream, TLSStream
 
 if TYPE_CHECKING:
     from .config import ServerConfig
@@ -109,6 +117,7 @@ class Session:
         executor: Executor,
         on_client_init: Callable[[Session, bool], str | None],
         refuse_reason: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.stream = stream
         self.peer = stream.peer
@@ -117,12 +126,12 @@ class Session:
         self.source = source
         self.executor = executor
         self._on_client_init = on_client_init
-        if config.password is not None or config.view_only_password is not None:
-            security: tuple[int, ...] = (SecurityType.VNC_AUTH,)
-        else:
-            security = (SecurityType.NONE,)
+        #: the server's TLS context for VeNCrypt (None: not offered on this connection)
+        self._tls = tls
+        #: "TLS 1.3 <cipher>" once VeNCrypt's TLS is up
+        self.tls: str | None = None
         self.protocol = RFBServerProtocol(
-            ProtocolSettings(security_types=security, max_cut_text=config.max_cut_text, refuse_reason=refuse_reason)
+            ProtocolSettings(max_cut_text=config.max_cut_text, refuse_reason=refuse_reason, **self._security())
         )
         self.sub: Subscription | None = None
         self.shared = True
@@ -167,6 +176,19 @@ class Session:
         self.updates_sent = 0
         self.bytes_sent = 0
         self._closing_reason: str | None = None
+
+    def _security(self) -> dict[str, tuple[int, ...]]:
+        """The security types (and VeNCrypt subtypes) this connection offers: VNC Authentication when a
+        password is set, else None; with TLS, VeNCrypt (the same inside TLS) first, or alone when
+        ``rfb_tls = "require"``."""
+        cfg = self.config
+        password = cfg.password is not None or cfg.view_only_password is not None
+        inner = SecurityType.VNC_AUTH if password else SecurityType.NONE
+        if self._tls is None:
+            return {"security_types": (inner,)}
+        subtype = VeNCryptSubtype.X509_VNC if password else VeNCryptSubtype.X509_NONE
+        types = (SecurityType.VENCRYPT,) if cfg.rfb_tls == "require" else (SecurityType.VENCRYPT, inner)
+        return {"security_types": types, "vencrypt_subtypes": (subtype,)}
 
     @property
     def view_only(self) -> bool:
@@ -227,6 +249,8 @@ class Session:
         proto = self.protocol
         if isinstance(event, AuthRequested):
             await self._authenticate(event)
+        elif isinstance(event, TLSRequested):
+            await self._start_tls()
         elif isinstance(event, ClientInitReceived):
             refusal = self._on_client_init(self, event.shared)
             if refusal is not None:
@@ -318,6 +342,23 @@ class Session:
                 log.warning("%s: closing: %s", self.peer, event.reason)
             self._closing_reason = event.reason
             self._wake.set()
+
+    async def _start_tls(self) -> None:
+        """VeNCrypt: send the ack, then the TLS handshake as the server; the handshake timeout covers it."""
+        stream = self.stream
+        assert self._tls is not None and isinstance(stream, TLSStream)
+        stream.pause_reading()  # the client's first TLS bytes must wait in the socket for TLS
+        self._flush()
+        try:
+            self.tls = await stream.start_tls(self._tls)
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            reason = f"TLS handshake failed: {exc}"
+            log.warning("%s: %s", self.peer, reason)
+            self._closing_reason = reason
+            self.protocol.close(reason)
+            return
+        log.info("%s: TLS started (%s)", self.peer, self.tls)
+        self.protocol.tls_started()
 
     async def _authenticate(self, event: AuthRequested) -> None:
         proto = self.protocol

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Stream(Protocol):
@@ -34,6 +35,16 @@ class Stream(Protocol):
         """Wait until the stream is closed."""
 
 
+@runtime_checkable
+class TLSStream(Stream, Protocol):
+    """A :class:`Stream` that can turn into TLS mid-connection (VeNCrypt): TCP, not WebSocket (a browser's
+    WebSocket is encrypted by wss instead)."""
+
+    def pause_reading(self) -> None: ...
+
+    async def start_tls(self, context: ssl.SSLContext) -> str: ...
+
+
 class _Listener(Protocol):
     @property
     def sockets(self) -> Iterable[socket.socket]: ...
@@ -47,6 +58,14 @@ def listening_addresses(servers: Iterable[_Listener]) -> list[tuple[str, int]]:
             name = sock.getsockname()
             out.append((str(name[0]), int(name[1])))
     return out
+
+
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The TLS server context of the certificate chain ``cert`` and its private ``key`` (PEM files), for the
+    web listener's https/wss and for VeNCrypt on the RFB port; TLS 1.2 at least (Python's default)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def format_peer(peername: object) -> str:
@@ -93,3 +112,21 @@ class TCPStream:
     async def wait_closed(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             await self._writer.wait_closed()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (until :meth:`start_tls`), so that what the client sends next stays
+        in the socket for TLS rather than being read as plain bytes."""
+        transport = self._writer.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
+
+    async def start_tls(self, context: ssl.SSLContext) -> str:
+        """Turn the connection into TLS as its server (queued bytes are sent first); returns the TLS version
+        and cipher, for logs. Raises :class:`ssl.SSLError` or :class:`OSError` when the handshake fails."""
+        await self._writer.start_tls(context)
+        self._writer.transport.set_write_buffer_limits(high=1 << 18)
+        tls = self._writer.get_extra_info("ssl_object")
+        if not isinstance(tls, ssl.SSLObject):  # pragma: no cover - start_tls always makes one
+            return "TLS"
+        cipher = tls.cipher()
+        return f"{tls.version()} {cipher[0] if cipher else ''}".strip()

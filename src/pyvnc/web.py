@@ -27,7 +27,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from .config import ServerConfig
-from .streams import Stream, format_peer, listening_addresses
+from .streams import Stream, format_peer, listening_addresses, server_tls_context
 
 log = logging.getLogger(__name__)
 #: the websockets library logs every HTTP request at INFO; pyvnc logs connections itself, so only its
@@ -166,8 +166,7 @@ class WebListener:
         cfg = self.config
         ssl_ctx: ssl.SSLContext | None = None
         if cfg.cert and cfg.key:
-            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_ctx.load_cert_chain(cfg.cert, cfg.key)
+            ssl_ctx = server_tls_context(cfg.cert, cfg.key)
         if not (self.novnc_root / "core" / "rfb.js").is_file():
             log.warning("noVNC is not installed in %s: run scripts/setup (npm install in web/)", self.web_root)
         port = cfg.web_port

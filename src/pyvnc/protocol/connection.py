@@ -20,7 +20,7 @@ from enum import Enum, auto
 from ..errors import ProtocolError
 from ..region import Rect, Region
 from . import clipboard
-from .constants import ClientMessageType, Encoding, SecurityResult, SecurityType
+from .constants import ClientMessageType, Encoding, SecurityResult, SecurityType, VeNCryptSubtype
 from .messages import (
     CUT_TEXT,
     KEY_EVENT,
@@ -47,6 +47,7 @@ from .messages import (
     PointerEvent,
     QEMUKeyEvent,
     Screen,
+    TLSRequested,
     UpdateRequested,
     VersionNegotiated,
     bell_message,
@@ -87,6 +88,7 @@ class Phase(Enum):
 
     VERSION = auto()
     SECURITY = auto()
+    TLS_PENDING = auto()
     AUTH = auto()
     AUTH_PENDING = auto()
     CLIENT_INIT = auto()
@@ -99,8 +101,10 @@ class Phase(Enum):
 class ProtocolSettings:
     """What the protocol needs to know about the server."""
 
-    #: security types offered, in order of preference (RFB 3.3 uses the first)
+    #: security types offered, in order of preference (RFB 3.3 uses the first it can: not VeNCrypt)
     security_types: tuple[int, ...] = (SecurityType.NONE,)
+    #: VeNCrypt subtypes offered when ``security_types`` has VeNCrypt, in order of preference
+    vencrypt_subtypes: tuple[int, ...] = ()
     #: the longest ClientCutText accepted, in bytes
     max_cut_text: int = 1 << 20
     #: when set, the connection is refused with this reason right after version negotiation
@@ -134,9 +138,13 @@ class RFBServerProtocol:
         self.settings = settings or ProtocolSettings()
         if not self.settings.security_types:
             raise ValueError("at least one security type must be offered")
+        if (SecurityType.VENCRYPT in self.settings.security_types) != bool(self.settings.vencrypt_subtypes):
+            raise ValueError("VeNCrypt needs its subtypes, and subtypes need VeNCrypt")
         self.phase = Phase.VERSION
         self.version: tuple[int, int] | None = None
         self.security_type: int | None = None
+        #: the VeNCrypt subtype the client chose (None: not VeNCrypt)
+        self.vencrypt_subtype: int | None = None
         self.shared = False
         self.view_only = False
         #: the format the client asked for (may be a colour-map format)
@@ -236,6 +244,13 @@ class RFBServerProtocol:
         if self.security_type != SecurityType.NONE or self.version == (3, 8):
             self._out.append(U32.pack(SecurityResult.OK))
         self.phase = Phase.CLIENT_INIT
+        self._advance()
+
+    def tls_started(self) -> None:
+        """TLS is up (see :class:`TLSRequested`): VeNCrypt's authentication goes on inside it."""
+        if self.phase is not Phase.TLS_PENDING:
+            raise RuntimeError(f"tls_started() in phase {self.phase.name}")
+        self.phase = Phase.AUTH
         self._advance()
 
     def reject_auth(self, reason: str = "Authentication failed") -> None:
@@ -437,7 +452,14 @@ class RFBServerProtocol:
             self._close(f"refused: {refuse}", error=False)
             return
         if version == (3, 3):
-            chosen = offered[0]
+            # RFB 3.3 has the server pick None or VNC Authentication; VeNCrypt needs a client's choice
+            plain = [t for t in offered if t != SecurityType.VENCRYPT]
+            if not plain:
+                reason = "this server requires TLS (VeNCrypt), which RFB 3.3 cannot negotiate"
+                self._out.append(U32.pack(0) + _string(reason))
+                self._close(f"refused: {reason}", error=False)
+                return
+            chosen = plain[0]
             self._out.append(U32.pack(chosen))
         else:
             self._out.append(U8.pack(len(offered)) + bytes(offered))
@@ -448,6 +470,8 @@ class RFBServerProtocol:
                     self._out.append(_string("security type not offered"))
                 raise ProtocolError(f"client chose security type {chosen}, which was not offered")
         self.security_type = chosen
+        if chosen == SecurityType.VENCRYPT:
+            chosen = yield from self._vencrypt()
 
         if chosen == SecurityType.VNC_AUTH:
             # VNC Authentication (rfbproto 7.2.2)
@@ -467,6 +491,27 @@ class RFBServerProtocol:
         self.phase = Phase.SERVER_INIT_PENDING
         self._events.append(ClientInitReceived(self.shared))
         yield from self._wait_for(lambda: self.phase is Phase.NORMAL)
+
+    def _vencrypt(self) -> Generator[None, None, int]:
+        """VeNCrypt 0.2 (rfbproto "VeNCrypt") up to TLS: versions, the subtype list, the client's choice and the
+        ack, then :class:`TLSRequested`. Returns the security type of the authentication inside TLS."""
+        self._out.append(bytes((0, 2)))
+        major, minor = yield from self._read(2)
+        if (major, minor) != (0, 2):
+            self._out.append(U8.pack(1))  # not OK: the connection closes
+            raise ProtocolError(f"VeNCrypt version {major}.{minor} not supported (0.2 only)")
+        offered = self.settings.vencrypt_subtypes
+        self._out.append(U8.pack(0) + U8.pack(len(offered)) + b"".join(U32.pack(t) for t in offered))
+        (subtype,) = U32.unpack((yield from self._read(4)))
+        if subtype not in offered:
+            self._out.append(U8.pack(0))  # not one: the connection closes
+            raise ProtocolError(f"client chose VeNCrypt subtype {subtype}, which was not offered")
+        self.vencrypt_subtype = subtype
+        self._out.append(U8.pack(1))
+        self.phase = Phase.TLS_PENDING
+        self._events.append(TLSRequested(subtype))
+        yield from self._wait_for(lambda: self.phase is not Phase.TLS_PENDING)
+        return SecurityType.VNC_AUTH if subtype == VeNCryptSubtype.X509_VNC else SecurityType.NONE
 
     def _message(self) -> _Parser:
         (mtype,) = yield from self._read(1)

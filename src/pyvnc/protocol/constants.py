@@ -11,6 +11,15 @@ class SecurityType(IntEnum):
     INVALID = 0
     NONE = 1
     VNC_AUTH = 2
+    VENCRYPT = 19
+
+
+class VeNCryptSubtype(IntEnum):
+    """VeNCrypt subtypes pyvnc offers (rfbproto "VeNCrypt"): TLS with the server's X.509 certificate, then
+    no authentication or VNC Authentication inside the encrypted channel."""
+
+    X509_NONE = 260
+    X509_VNC = 261
 
 
 class SecurityResult(IntEnum):

@@ -53,6 +53,15 @@ class Event:
 
 
 @dataclass(frozen=True)
+class TLSRequested(Event):
+    """VeNCrypt: the client chose a TLS subtype and the server's ack is queued. Send it (nothing more is
+    queued), start TLS as the server on the connection (reading paused until then, so that the client's
+    first handshake bytes reach TLS), then call ``tls_started()``; or ``close()`` if TLS cannot start."""
+
+    subtype: int
+
+
+@dataclass(frozen=True)
 class VersionNegotiated(Event):
     """The protocol version both sides will speak: (3, 3), (3, 7) or (3, 8)."""
 

@@ -1,0 +1,137 @@
+"""TLS on the RFB port (VeNCrypt X509Vnc / X509None) over real sockets, with Python's TLS as the client: the
+certificate checked for 127.0.0.1, VNC Authentication inside TLS, the picture through it; "require" leaves the
+plain type out; a client whose TLS fails is dropped while others are served; the web port stays as it was."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rfbclient import AuthError, RFBClient
+
+from pyvnc import PushSource, Server, ServerConfig
+from pyvnc.errors import ConfigError
+
+W, H = 96, 64
+
+
+def picture(seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def client_context(cert: Path) -> ssl.SSLContext:
+    """A client context that trusts only ``cert`` and checks the host name."""
+    ctx = ssl.create_default_context(cafile=str(cert))
+    assert ctx.check_hostname and ctx.verify_mode is ssl.CERT_REQUIRED
+    return ctx
+
+
+async def test_x509vnc_authenticates_and_serves_inside_tls(self_signed: tuple[Path, Path]) -> None:
+    cert, key = self_signed
+    source = PushSource(width=W, height=H)
+    rgb = picture()
+    source.push(rgb)
+    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key))
+    async with Server(config, source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port, password="secret", tls=client_context(cert))
+        assert client.security_types == bytes([19, 2])  # VeNCrypt first, VNC Authentication still there
+        assert client.vencrypt_subtypes == (261,)  # X509Vnc
+        tls = client.writer.get_extra_info("ssl_object")
+        assert tls is not None and tls.version() in ("TLSv1.2", "TLSv1.3")
+        session = server.sessions[0]
+        assert session.tls is not None and session.tls.startswith(tls.version())
+        client.set_encodings([0])
+        client.request(incremental=False)
+        await client.read_update()
+        assert np.array_equal(client.fb, rgb)
+        changed = picture(4)
+        source.push(changed)
+        await client.update_until(changed)
+        # a wrong password inside TLS fails as it does without
+        with pytest.raises(AuthError, match="Authentication failed"):
+            await RFBClient.connect("127.0.0.1", server.port, password="wrong", tls=client_context(cert))
+        # a viewer without VeNCrypt still gets in with plain VNC Authentication ("offer")
+        plain = await RFBClient.connect("127.0.0.1", server.port, password="secret")
+        assert plain.writer.get_extra_info("ssl_object") is None
+        await plain.close()
+        await client.close()
+
+
+async def test_require_offers_vencrypt_alone_and_x509none_without_password(self_signed: tuple[Path, Path]) -> None:
+    cert, key = self_signed
+    source = PushSource(width=W, height=H)
+    rgb = picture(7)
+    source.push(rgb)
+    config = ServerConfig(port=0, web_port=0, cert=str(cert), key=str(key), rfb_tls="require")
+    async with Server(config, source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port, tls=client_context(cert))
+        assert client.security_types == bytes([19]) and client.vencrypt_subtypes == (260,)  # X509None
+        client.set_encodings([0])
+        client.request(incremental=False)
+        await client.read_update()
+        assert np.array_equal(client.fb, rgb)
+        # RFB 3.3 cannot negotiate VeNCrypt: refused with the reason
+        with pytest.raises(AuthError, match="requires TLS"):
+            await RFBClient.connect("127.0.0.1", server.port, version=b"RFB 003.003\n")
+        await client.close()
+
+
+async def test_a_client_whose_tls_fails_is_dropped_and_others_are_served(self_signed: tuple[Path, Path]) -> None:
+    """Garbage instead of a ClientHello, and a client that does not trust the certificate: each connection
+    closes with a logged reason, and a good client connected meanwhile keeps getting updates."""
+    cert, key = self_signed
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key))
+    async with Server(config, source=source) as server:
+        good = await RFBClient.connect("127.0.0.1", server.port, password="secret", tls=client_context(cert))
+        good.set_encodings([0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await reader.readexactly(12) == b"RFB 003.008\n"
+        writer.write(b"RFB 003.008\n")
+        assert await reader.readexactly(3) == bytes([2, 19, 2])
+        writer.write(bytes([19]))
+        assert await reader.readexactly(2) == b"\x00\x02"
+        writer.write(b"\x00\x02")
+        assert await reader.readexactly(6) == b"\x00\x01" + struct.pack(">I", 261)
+        writer.write(struct.pack(">I", 261))
+        assert await reader.readexactly(1) == b"\x01"
+        writer.write(b"this is not a TLS ClientHello at all" * 4)
+        # the server hangs up (perhaps after a TLS alert): the stream ends within the handshake timeout
+        await asyncio.wait_for(reader.read(), 10)
+        assert reader.at_eof()
+        writer.close()
+        untrusting = ssl.create_default_context()  # the system CAs: our self-signed certificate fails
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await RFBClient.connect("127.0.0.1", server.port, password="secret", tls=untrusting)
+        for _ in range(50):
+            if len(server.sessions) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert len(server.sessions) == 1  # both bad connections are gone
+        changed = picture(9)
+        source.push(changed)
+        await good.update_until(changed)
+        await good.close()
+
+
+async def test_require_without_a_certificate_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match='rfb_tls: "require" needs a certificate'):
+        ServerConfig(rfb_tls="require")
+    with pytest.raises(ConfigError, match="rfb_tls: must be one of"):
+        ServerConfig(rfb_tls="maybe")
+
+
+async def test_off_keeps_the_plain_types_even_with_a_certificate(self_signed: tuple[Path, Path]) -> None:
+    cert, key = self_signed
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key), rfb_tls="off")
+    async with Server(config, source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port, password="secret")
+        assert client.security_types == bytes([2])
+        await client.close()
