@@ -51,6 +51,8 @@ async def test_x509vnc_authenticates_and_serves_inside_tls(self_signed: tuple[Pa
         changed = picture(4)
         source.push(changed)
         await client.update_until(changed)
+        # no TLS 1.3 session tickets (no viewer resumes, and TigerVNC 1.12 stalls on them now and then)
+        assert tls.session is None or not tls.session.has_ticket
         # a wrong password inside TLS fails as it does without
         with pytest.raises(AuthError, match="Authentication failed"):
             await RFBClient.connect("127.0.0.1", server.port, password="wrong", tls=client_context(cert))

@@ -95,7 +95,7 @@ class Server:
         name = cfg.desktop_name or self._source.name
         self.hub = FrameHub(name)
         if cfg.cert and cfg.key and cfg.rfb_tls != "off":
-            self._tls = server_tls_context(cfg.cert, cfg.key)
+            self._tls = server_tls_context(cfg.cert, cfg.key, tickets=False)
         self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="pyvnc")
         try:
             await self._source.start(self.hub, cfg.max_fps)

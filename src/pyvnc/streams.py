@@ -60,11 +60,17 @@ def listening_addresses(servers: Iterable[_Listener]) -> list[tuple[str, int]]:
     return out
 
 
-def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+def server_tls_context(cert: str, key: str, tickets: bool = True) -> ssl.SSLContext:
     """The TLS server context of the certificate chain ``cert`` and its private ``key`` (PEM files), for the
-    web listener's https/wss and for VeNCrypt on the RFB port; TLS 1.2 at least (Python's default)."""
+    web listener's https/wss and for VeNCrypt on the RFB port; TLS 1.2 at least (Python's default).
+
+    ``tickets`` False sends no TLS 1.3 session tickets. VNC viewers never resume a TLS session, and
+    TigerVNC 1.12 stalls now and then when a ticket arrives with the first data after the handshake (about one
+    connection in three here; none in 24 without tickets)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    if not tickets:
+        context.num_tickets = 0
     return context
 
 
