@@ -20,7 +20,7 @@ from .config import ServerConfig
 from .encoders import parallel
 from .hub import FrameHub
 from .session import Session
-from .streams import Stream, TCPStream, format_peer, listening_addresses, server_tls_context
+from .streams import Stream, TCPStream, TLSStream, format_peer, listening_addresses, server_tls_context
 from .web import WebListener
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ class Server:
             executor=self._executor,
             on_client_init=self._on_client_init,
             refuse_reason=refuse,
-            tls=self._tls if isinstance(stream, TCPStream) else None,  # a browser has wss instead
+            tls=self._tls if isinstance(stream, TLSStream) else None,  # a browser has wss instead
         )
         self._sessions.add(session)
         task = asyncio.current_task()

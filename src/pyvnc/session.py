@@ -128,10 +128,16 @@ class Session:
         self._on_client_init = on_client_init
         #: the server's TLS context for VeNCrypt (None: not offered on this connection)
         self._tls = tls
-        #: "TLS 1.3 <cipher>" once VeNCrypt's TLS is up
+        #: the TLS version and cipher ("TLSv1.3 TLS_AES_256_GCM_SHA384") once VeNCrypt's TLS is up
         self.tls: str | None = None
+        types, subtypes = self._security()
         self.protocol = RFBServerProtocol(
-            ProtocolSettings(max_cut_text=config.max_cut_text, refuse_reason=refuse_reason, **self._security())
+            ProtocolSettings(
+                security_types=types,
+                vencrypt_subtypes=subtypes,
+                max_cut_text=config.max_cut_text,
+                refuse_reason=refuse_reason,
+            )
         )
         self.sub: Subscription | None = None
         self.shared = True
@@ -177,18 +183,18 @@ class Session:
         self.bytes_sent = 0
         self._closing_reason: str | None = None
 
-    def _security(self) -> dict[str, tuple[int, ...]]:
-        """The security types (and VeNCrypt subtypes) this connection offers: VNC Authentication when a
+    def _security(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The security types and VeNCrypt subtypes this connection offers: VNC Authentication when a
         password is set, else None; with TLS, VeNCrypt (the same inside TLS) first, or alone when
         ``rfb_tls = "require"``."""
         cfg = self.config
         password = cfg.password is not None or cfg.view_only_password is not None
         inner = SecurityType.VNC_AUTH if password else SecurityType.NONE
         if self._tls is None:
-            return {"security_types": (inner,)}
+            return (inner,), ()
         subtype = VeNCryptSubtype.X509_VNC if password else VeNCryptSubtype.X509_NONE
         types = (SecurityType.VENCRYPT,) if cfg.rfb_tls == "require" else (SecurityType.VENCRYPT, inner)
-        return {"security_types": types, "vencrypt_subtypes": (subtype,)}
+        return types, (subtype,)
 
     @property
     def view_only(self) -> bool:
