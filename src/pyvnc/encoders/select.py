@@ -156,21 +156,21 @@ class EncoderSelector:
             (e - COMPRESS_LEVEL_MIN for e in encodings if COMPRESS_LEVEL_MIN <= e <= COMPRESS_LEVEL_MAX), None
         )
 
+    def _usable(self, pf: PixelFormat, video: bool) -> list[int]:
+        """The client's encodings, in its order, that can serve pixel format ``pf``; H.264 only with ``video``."""
+        return [e for e in self.preferences if (video or e != Encoding.OPEN_H264) and _supports(ENCODERS[e], pf)]
+
     def encoding_for(self, pf: PixelFormat, video: bool = True) -> int:
         """The client's preferred encoding for updates in pixel format ``pf`` (with ``video`` False, the
         preferred one other than H.264)."""
-        for enc in self.preferences:
-            if (video or enc != Encoding.OPEN_H264) and _supports(ENCODERS[enc], pf):
-                return enc
-        return Encoding.RAW
+        usable = self._usable(pf, video)
+        return usable[0] if usable else Encoding.RAW
 
     def plan(self, pf: PixelFormat, video: bool = True) -> dict[Kind, int]:
         """Which encoding sends each kind of content: the preferred one where it suits the kind, else the
         first encoding in the client's list that does, else the preferred one (or Raw) all the same.
         With ``video`` False H.264 is left out."""
-        usable = [
-            e for e in self.preferences if (video or e != Encoding.OPEN_H264) and _supports(ENCODERS[e], pf)
-        ]
+        usable = self._usable(pf, video)
         preferred = usable[0] if usable else Encoding.RAW
         table: dict[Kind, int] = {}
         for kind in Kind:
