@@ -18,8 +18,8 @@ from rfbclient import RFBClient
 
 from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.protocol.connection import ProtocolSettings, RFBServerProtocol
-from pyvnc.protocol.constants import SecurityType
-from pyvnc.protocol.messages import AuthRequested, ClientInitReceived
+from pyvnc.protocol.constants import SecurityType, VeNCryptSubtype
+from pyvnc.protocol.messages import AuthRequested, ClientInitReceived, TLSRequested
 
 EXTENDED_CLIPBOARD = -1063131698
 ENCODINGS = [0, 1, 2, 5, 6, 7, 16, -260, 21, -23, -247, -223, -308, -312, -313, -239, -314, -307, -258, -261, -316]
@@ -93,6 +93,50 @@ def test_mutated_client_streams_only_ever_close_the_connection() -> None:
             closed += 1
             assert proto.close_reason
     assert closed > 750  # most mutations are caught as errors (1002 of 1500); the others parse as valid messages
+
+
+def test_mutated_vencrypt_handshakes_only_ever_close_the_connection() -> None:
+    """The VeNCrypt exchange (versions, subtype list, choice, ack, then VNC Authentication inside TLS, played
+    here as plain bytes after ``tls_started()``) mutated the same ways: the parser closes with a reason or
+    goes on, and never reaches authentication with a subtype it did not offer."""
+    rng = random.Random(20261202)
+    settings = ProtocolSettings(
+        security_types=(SecurityType.VENCRYPT, SecurityType.VNC_AUTH), vencrypt_subtypes=(VeNCryptSubtype.X509_VNC,)
+    )
+    stream = b"RFB 003.008\n" + b"\x13" + b"\x00\x02" + struct.pack(">I", 261) + bytes(16) + b"\x01"
+    closed = tls = 0
+    for _ in range(1500):
+        data = bytearray(stream)
+        for _ in range(rng.randint(1, 4)):
+            if len(data) <= 13:
+                break
+            kind = rng.choice(["flip", "insert", "truncate"])
+            if kind == "flip":
+                data[rng.randrange(12, len(data))] = rng.randrange(256)
+            elif kind == "insert":
+                k = rng.randrange(12, len(data))
+                data[k:k] = rng.randbytes(rng.randint(1, 8))
+            else:
+                data = data[: rng.randrange(13, len(data))]
+        proto = RFBServerProtocol(settings)
+        i = 0
+        while i < len(data) and not proto.closed:
+            n = rng.randint(1, 8)
+            proto.receive_data(bytes(data[i : i + n]))  # must not raise
+            i += n
+            for event in proto.events_received():
+                if isinstance(event, TLSRequested):
+                    assert event.subtype == VeNCryptSubtype.X509_VNC
+                    tls += 1
+                    proto.tls_started()
+                elif isinstance(event, AuthRequested):
+                    assert proto.security_type == SecurityType.VNC_AUTH or proto.vencrypt_subtype == 261
+                    proto.accept_auth()
+            proto.data_to_send()
+        if proto.closed:
+            closed += 1
+            assert proto.close_reason
+    assert closed > 300 and tls > 100, (closed, tls)  # both ways out were taken many times
 
 
 async def test_a_crowd_of_bad_clients_leaves_a_good_one_served(caplog: pytest.LogCaptureFixture) -> None:
