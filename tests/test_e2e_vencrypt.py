@@ -5,6 +5,7 @@ plain type out; a client whose TLS fails is dropped while others are served; the
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import struct
 from pathlib import Path
@@ -119,6 +120,84 @@ async def test_a_client_whose_tls_fails_is_dropped_and_others_are_served(self_si
         source.push(changed)
         await good.update_until(changed)
         await good.close()
+
+
+async def up_to_subtype(port: int, subtype: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw client through VeNCrypt's version exchange, up to sending its choice of ``subtype``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await reader.readexactly(12) == b"RFB 003.008\n"
+    writer.write(b"RFB 003.008\n")
+    n = (await reader.readexactly(1))[0]
+    assert 19 in await reader.readexactly(n)
+    writer.write(bytes([19]))
+    assert await reader.readexactly(2) == b"\x00\x02"
+    writer.write(b"\x00\x02")
+    ok, count = await reader.readexactly(2)
+    assert ok == 0 and subtype in struct.unpack(f">{count}I", await reader.readexactly(4 * count))
+    return reader, writer
+
+
+async def test_plaintext_sent_before_the_ack_is_refused_not_taken_as_encrypted(
+    self_signed: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes sent with the subtype, before the ack: plaintext meant to pass as sent inside TLS (a ClientInit
+    and a key press, which an X509None server would take as the TLS client's), and an early ClientHello
+    (which TLS would never see). Each gets a failing ack and a close at once, with the reason logged; the key
+    press never reaches the desktop."""
+    cert, key = self_signed
+    keys: list[int] = []
+    source = PushSource(width=W, height=H, on_key=lambda keysym, down: keys.append(keysym))
+    source.push(picture())
+    config = ServerConfig(port=0, web_port=0, cert=str(cert), key=str(key), rfb_tls="require", handshake_timeout=30)
+    async with Server(config, source=source) as server:
+        reader, writer = await up_to_subtype(server.port, 260)
+        writer.write(struct.pack(">I", 260) + b"\x01" + struct.pack(">BBxxI", 4, 1, 0x41))
+        assert await asyncio.wait_for(reader.read(), 5) == b"\x00"  # failing ack, then the end of the stream
+        writer.close()
+        # an early ClientHello: the first bytes Python's TLS client would send
+        hello_bio, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_context(cert).wrap_bio(hello_bio, out, server_hostname="127.0.0.1")
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        reader, writer = await up_to_subtype(server.port, 260)
+        writer.write(struct.pack(">I", 260) + out.read())
+        assert await asyncio.wait_for(reader.read(), 5) == b"\x00"  # at once, not after the 30 s timeout
+        writer.close()
+        await asyncio.sleep(0.1)
+        assert keys == []
+    refused = [r for r in caplog.records if "before the server's ack" in r.getMessage()]
+    assert len(refused) >= 2
+
+
+async def test_shutdown_during_tls_handshakes_is_clean(
+    self_signed: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server shuts down while one client waits after the ack and another is halfway through its TLS
+    handshake: both connections end, the server closes promptly, and nothing is logged as an error."""
+    cert, key = self_signed
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key), handshake_timeout=30)
+    server = Server(config, source=source)
+    await server.start()
+    waiting = await up_to_subtype(server.port, 261)
+    waiting[1].write(struct.pack(">I", 261))
+    assert await waiting[0].readexactly(1) == b"\x01"
+    halfway = await up_to_subtype(server.port, 261)
+    halfway[1].write(struct.pack(">I", 261))
+    assert await halfway[0].readexactly(1) == b"\x01"
+    hello_bio, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(cert).wrap_bio(hello_bio, out, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    halfway[1].write(out.read())
+    await asyncio.sleep(0.3)
+    await asyncio.wait_for(server.close_and_wait(), 10)
+    for reader, writer in (waiting, halfway):
+        await asyncio.wait_for(reader.read(), 5)
+        assert reader.at_eof()
+        writer.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_require_without_a_certificate_is_a_config_error() -> None:

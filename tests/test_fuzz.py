@@ -128,6 +128,7 @@ def test_mutated_vencrypt_handshakes_only_ever_close_the_connection() -> None:
                 if isinstance(event, TLSRequested):
                     assert event.subtype == VeNCryptSubtype.X509_VNC
                     tls += 1
+                    proto.accept_tls()
                     proto.tls_started()
                 elif isinstance(event, AuthRequested):
                     assert proto.security_type == SecurityType.VNC_AUTH or proto.vencrypt_subtype == 261

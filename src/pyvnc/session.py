@@ -32,7 +32,7 @@ from .encoders.base import EncodeJob
 from .encoders.select import STATELESS, EncoderSelector
 from .hub import FrameHub, Subscription
 from .pacing import Pacer
-from .protocol.connection import Phase, ProtocolSettings, RFBServerProtocol
+from .protocol.connection import EARLY_TLS_BYTES, Phase, ProtocolSettings, RFBServerProtocol
 from .protocol.constants import (
     Encoding,
     ExtendedDesktopSizeReason,
@@ -351,20 +351,30 @@ class Session:
 
     async def _start_tls(self) -> None:
         """VeNCrypt: send the ack, then the TLS handshake as the server; the handshake timeout covers it."""
-        stream = self.stream
+        stream, proto = self.stream, self.protocol
         assert self._tls is not None and isinstance(stream, TLSStream)
         stream.pause_reading()  # the client's first TLS bytes must wait in the socket for TLS
+        if stream.buffered():
+            # read before the pause: an early ClientHello, or plaintext meant to pass as sent through TLS
+            reason = f"{EARLY_TLS_BYTES} ({stream.buffered()} bytes)"
+            log.warning("%s: %s", self.peer, reason)
+            self._closing_reason = reason
+            proto.refuse_tls(reason)
+            return
+        proto.accept_tls()
         self._flush()
         try:
             self.tls = await stream.start_tls(self._tls)
         except (ssl.SSLError, ConnectionError, OSError) as exc:
-            reason = f"TLS handshake failed: {exc}"
+            reason = f"TLS handshake failed: {exc or type(exc).__name__}"
             log.warning("%s: %s", self.peer, reason)
             self._closing_reason = reason
-            self.protocol.close(reason)
+            proto.close(reason)
+            return
+        if proto.closed:  # closed (server shutdown, a takeover) while the handshake ran
             return
         log.info("%s: TLS started (%s)", self.peer, self.tls)
-        self.protocol.tls_started()
+        proto.tls_started()
 
     async def _authenticate(self, event: AuthRequested) -> None:
         proto = self.protocol

@@ -42,6 +42,8 @@ class TLSStream(Stream, Protocol):
 
     def pause_reading(self) -> None: ...
 
+    def buffered(self) -> int: ...
+
     async def start_tls(self, context: ssl.SSLContext) -> str: ...
 
 
@@ -91,6 +93,8 @@ class TCPStream:
         self._reader = reader
         self._writer = writer
         self.peer = format_peer(writer.get_extra_info("peername"))
+        #: the socket's own transport: TLS wraps it, and a failed start_tls may leave the writer without any
+        self._socket_transport = writer.transport
         # bounded write buffer: drain() waits above 256 KiB
         writer.transport.set_write_buffer_limits(high=1 << 18)
 
@@ -100,19 +104,26 @@ class TCPStream:
         except (ConnectionError, OSError):
             return b""
 
+    def _closing(self) -> bool:
+        # a start_tls cut short by a close leaves the writer without a transport (CPython 3.11)
+        transport = self._writer.transport
+        return transport is None or transport.is_closing()
+
     def write(self, data: bytes) -> None:
-        if data and not self._writer.is_closing():
+        if data and not self._closing():
             self._writer.write(data)
 
     def writelines(self, chunks: list[bytes]) -> None:
-        if chunks and not self._writer.is_closing():
+        if chunks and not self._closing():
             self._writer.writelines(chunks)
 
     async def drain(self) -> None:
         await self._writer.drain()
 
     def close(self) -> None:
-        if not self._writer.is_closing():
+        if self._writer.transport is None:
+            self._socket_transport.close()
+        elif not self._closing():
             self._writer.close()
 
     async def wait_closed(self) -> None:
@@ -126,11 +137,26 @@ class TCPStream:
         if isinstance(transport, asyncio.ReadTransport):
             transport.pause_reading()
 
+    def buffered(self) -> int:
+        """Bytes read from the socket that :meth:`read` has not returned yet."""
+        buffer: bytearray = getattr(self._reader, "_buffer", bytearray())  # StreamReader has no public count
+        return len(buffer)
+
     async def start_tls(self, context: ssl.SSLContext) -> str:
         """Turn the connection into TLS as its server (queued bytes are sent first); returns the TLS version
-        and cipher, for logs. Raises :class:`ssl.SSLError` or :class:`OSError` when the handshake fails."""
-        await self._writer.start_tls(context)
-        self._writer.transport.set_write_buffer_limits(high=1 << 18)
+        and cipher, for logs. Raises :class:`ssl.SSLError` or :class:`OSError` (ConnectionError when the
+        connection was closed meanwhile) when the handshake fails."""
+        try:
+            await self._writer.start_tls(context)
+        except AttributeError as exc:  # CPython 3.11: closed during the handshake, start_tls gets no transport
+            # and leaves the writer without one: give it the socket's back, so that closing it (and its own
+            # cleanup) works
+            setattr(self._writer, "_transport", self._socket_transport)  # noqa: B010
+            raise ConnectionError("the connection closed during the TLS handshake") from exc
+        transport = self._writer.transport
+        if transport is None:  # pragma: no cover - the same, on versions where start_tls does not raise
+            raise ConnectionError("the connection closed during the TLS handshake")
+        transport.set_write_buffer_limits(high=1 << 18)
         tls = self._writer.get_extra_info("ssl_object")
         if not isinstance(tls, ssl.SSLObject):  # pragma: no cover - start_tls always makes one
             return "TLS"

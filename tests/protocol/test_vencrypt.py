@@ -28,9 +28,11 @@ def to_tls(proto: RFBServerProtocol, subtype: int) -> None:
     proto.receive_data(b"\x00\x02")
     assert proto.data_to_send() == b"\x00\x01" + subtype.to_bytes(4, "big")  # OK, one subtype
     proto.receive_data(subtype.to_bytes(4, "big"))
-    assert proto.data_to_send() == b"\x01"  # the ack; TLS next
+    assert proto.data_to_send() == b""  # the session sends the ack once it has paused reading
     assert proto.events_received()[-1:] == [TLSRequested(subtype)]
     assert proto.phase is Phase.TLS_PENDING and proto.vencrypt_subtype == subtype
+    proto.accept_tls()
+    assert proto.data_to_send() == b"\x01"  # the ack; TLS next
 
 
 def test_offer_lists_vencrypt_first_then_the_plain_type() -> None:
@@ -81,6 +83,37 @@ def test_bytes_before_tls_started_wait() -> None:
     assert proto.phase is Phase.TLS_PENDING
     with pytest.raises(RuntimeError):
         proto.accept_auth()
+
+
+def test_bytes_sent_with_the_subtype_are_refused() -> None:
+    """Bytes right behind the subtype, before the ack: an early ClientHello (TLS would never see it) or
+    plaintext meant to be taken as sent inside TLS (here a ClientInit and a KeyEvent, which an X509None server
+    would otherwise accept as authenticated input). A failing ack and a close, never TLSRequested."""
+    proto = make((VENCRYPT,), (X509_NONE,))
+    proto.data_to_send()
+    proto.receive_data(bytes([VENCRYPT]))
+    proto.data_to_send()
+    proto.receive_data(b"\x00\x02")
+    proto.data_to_send()
+    proto.receive_data(X509_NONE.to_bytes(4, "big") + b"\x01" + b"\x04\x01\x00\x00\x00\x00\x00\x41")
+    assert proto.data_to_send() == b"\x00"
+    events = proto.events_received()
+    assert proto.closed and not any(isinstance(e, (TLSRequested, AuthRequested)) for e in events)
+    assert isinstance(events[-1], Closed) and "before the server's ack" in events[-1].reason
+
+
+def test_refuse_tls_sends_a_failing_ack_and_closes() -> None:
+    """What the session does when bytes reached its stream's buffer before it paused reading."""
+    proto = make((VENCRYPT,), (X509_VNC,))
+    proto.data_to_send()
+    proto.receive_data(bytes([VENCRYPT]) + b"\x00\x02")
+    proto.data_to_send()
+    proto.receive_data(X509_VNC.to_bytes(4, "big"))
+    proto.events_received()
+    proto.refuse_tls("early bytes")
+    assert proto.data_to_send() == b"\x00" and proto.closed
+    with pytest.raises(RuntimeError):
+        proto.accept_tls()
 
 
 def test_other_vencrypt_version_is_refused() -> None:

@@ -61,6 +61,8 @@ from .messages import (
 from .pixelformat import NATIVE, PixelFormat, set_colour_map_entries_message
 from .security import vncauth
 
+#: why a VeNCrypt client that sent bytes between its subtype and the server's ack is refused
+EARLY_TLS_BYTES = "the client sent data after its VeNCrypt subtype, before the server's ack (TLS must start first)"
 #: the most encodings a SetEncodings may list (real clients send fewer than 50)
 MAX_ENCODINGS = 1024
 #: the most screens a SetDesktopSize may list
@@ -245,6 +247,19 @@ class RFBServerProtocol:
             self._out.append(U32.pack(SecurityResult.OK))
         self.phase = Phase.CLIENT_INIT
         self._advance()
+
+    def accept_tls(self) -> None:
+        """Queue VeNCrypt's ack for the TLS subtype the client chose (see :class:`TLSRequested`)."""
+        if self.phase is not Phase.TLS_PENDING:
+            raise RuntimeError(f"accept_tls() in phase {self.phase.name}")
+        self._out.append(U8.pack(1))
+
+    def refuse_tls(self, reason: str) -> None:
+        """Answer the client's TLS subtype with a failing ack and close (see :class:`TLSRequested`)."""
+        if self.phase is not Phase.TLS_PENDING:
+            raise RuntimeError(f"refuse_tls() in phase {self.phase.name}")
+        self._out.append(U8.pack(0))
+        self._close(reason, error=True)
 
     def tls_started(self) -> None:
         """TLS is up (see :class:`TLSRequested`): VeNCrypt's authentication goes on inside it."""
@@ -493,8 +508,9 @@ class RFBServerProtocol:
         yield from self._wait_for(lambda: self.phase is Phase.NORMAL)
 
     def _vencrypt(self) -> Generator[None, None, int]:
-        """VeNCrypt 0.2 (rfbproto "VeNCrypt") up to TLS: versions, the subtype list, the client's choice and the
-        ack, then :class:`TLSRequested`. Returns the security type of the authentication inside TLS."""
+        """VeNCrypt 0.2 (rfbproto "VeNCrypt") up to TLS: versions, the subtype list and the client's choice, then
+        :class:`TLSRequested` (the session sends the ack). Returns the security type of the authentication
+        inside TLS."""
         self._out.append(bytes((0, 2)))
         major, minor = yield from self._read(2)
         if (major, minor) != (0, 2):
@@ -507,7 +523,11 @@ class RFBServerProtocol:
             self._out.append(U8.pack(0))  # not one: the connection closes
             raise ProtocolError(f"client chose VeNCrypt subtype {subtype}, which was not offered")
         self.vencrypt_subtype = subtype
-        self._out.append(U8.pack(1))
+        if self._buf:
+            # a client must wait for the ack before its TLS handshake: bytes already here are an early
+            # ClientHello (which TLS would never see) or plaintext meant to pass as sent through TLS
+            self._out.append(U8.pack(0))
+            raise ProtocolError(f"{EARLY_TLS_BYTES} ({len(self._buf)} bytes)")
         self.phase = Phase.TLS_PENDING
         self._events.append(TLSRequested(subtype))
         yield from self._wait_for(lambda: self.phase is not Phase.TLS_PENDING)

@@ -54,9 +54,10 @@ class Event:
 
 @dataclass(frozen=True)
 class TLSRequested(Event):
-    """VeNCrypt: the client chose a TLS subtype and the server's ack is queued. Send it (nothing more is
-    queued), start TLS as the server on the connection (reading paused until then, so that the client's
-    first handshake bytes reach TLS), then call ``tls_started()``; or ``close()`` if TLS cannot start."""
+    """VeNCrypt: the client chose a TLS subtype. Pause reading (the client's first handshake bytes must wait
+    in the socket for TLS); if bytes were read past the subtype all the same, ``refuse_tls()``; else
+    ``accept_tls()``, send the ack (nothing else is queued), start TLS as the server and call
+    ``tls_started()``, or ``close()`` if the handshake fails."""
 
     subtype: int
 
