@@ -68,11 +68,13 @@ async def test_video_with_the_painted_cursor_over_it() -> None:
         # a change elsewhere: a P-frame of the whole screen, and the cursor again on top
         rgb = rgb.copy()
         rgb[200:260, 300:420] = (200, 30, 30)
-        source.push(rgb)
+        source.push(rgb, [(300, 200, 120, 60)])  # away from the cursor
         await asyncio.sleep(0.1)
         client.request(incremental=True)
         update = await client.read_update()
-        assert update.rects[0] == (0, 0, W, H, OPEN_H264)
+        # the frame repaints the whole screen, so the cursor comes again though nothing changed under it
+        assert update.rects == [(0, 0, W, H, OPEN_H264), (*area, RAW)]
+        assert np.array_equal(client.fb[ay : ay + ah, ax : ax + aw], want[ay : ay + ah, ax : ax + aw])
         assert client.h264.shown[-1].nal_types == [SLICE] and client.h264.shown[-1].flags == 0
         assert np.abs(client.fb[210:250, 310:410].reshape(-1, 3).mean(axis=0) - (200, 30, 30)).max() <= 6
         assert psnr(client.fb, painted(rgb, arrow, 100, 80)) >= 30
@@ -145,6 +147,26 @@ async def test_a_while_in_16_bits_then_video_again() -> None:
         update = await client.read_update()
         assert [r[4] for r in update.rects] == [OPEN_H264] and client.h264.shown[-1].flags == 0
         assert psnr(client.fb, rgb) >= 30
+        await client.close()
+
+
+async def test_a_client_that_cannot_be_told_of_a_new_size_gets_video_of_its_own_size() -> None:
+    """No DesktopSize pseudo-encoding: when the screen grows, the video stays the size the client knows
+    (rfbproto forbids rectangles outside its framebuffer), showing the top-left of the new screen."""
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([OPEN_H264, RAW])
+        client.request(incremental=False)
+        await client.read_update()
+        bigger = np.ascontiguousarray(corpus_frame("photo")[100 : 100 + H + 120, 200 : 200 + W + 160, 2::-1])
+        source.push(bigger)
+        await asyncio.sleep(0.1)
+        client.request(incremental=False)
+        update = await client.read_update()
+        assert update.rects == [(0, 0, W, H, OPEN_H264)]
+        assert psnr(client.fb, bigger[:H, :W]) >= 30
         await client.close()
 
 

@@ -38,3 +38,18 @@ def tune_malloc(mmap_threshold: int = 64 << 20, trim_threshold: int = 128 << 20)
     _done = ok
     log.debug("malloc tuning %s", "applied" if ok else "not applied")
     return ok
+
+
+def release_free_memory() -> bool:
+    """Hand freed heap memory back to the system (glibc's ``malloc_trim``), every arena's: call it after a big
+    encoder's buffers were freed in a worker thread, whose arena glibc would otherwise keep. True if it ran."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True

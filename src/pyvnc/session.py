@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._malloc import release_free_memory
 from .capture.base import FrameArray, FrameSource
 from .capture.cursor import (
     CursorImage,
@@ -475,7 +476,11 @@ class Session:
                 sub.damage.subtract(r)
             generation = proto.pixel_format_generation
             frame = self.hub.frame
-            overlay = self._cursor_overlay(frame, to_send) if sub.paints_cursor else None
+            if video:
+                # the video's one rectangle is its frame: never beyond the framebuffer the client was told of
+                frame = frame[: proto.height, : proto.width]
+            # a video frame repaints the whole screen, the cursor's place too: the cursor goes over every one
+            overlay = self._cursor_overlay(frame, to_send, video) if sub.paints_cursor else None
             if overlay is not None and self.encoders.encoding_for(pixel_format) == Encoding.RAW:
                 # Raw would send the cursor's area twice, byte for byte: leave it to the cursor's rectangle
                 # (compressing encodings shrink the repeat to little, and a hole would cut up their tiles)
@@ -537,14 +542,15 @@ class Session:
         self._flush()
         await self._answer_fence()
 
-    def _cursor_overlay(self, frame: FrameArray, to_send: Region) -> CursorOverlay | None:
+    def _cursor_overlay(self, frame: FrameArray, to_send: Region, always: bool = False) -> CursorOverlay | None:
         """For a client that draws no cursor: the cursor to paint over this update, when it is on the frame
-        and the update touches its area, as (shape, pointer x, pointer y, its area on the frame)."""
+        and the update touches its area (``always``: whenever it is on the frame), as (shape, pointer x,
+        pointer y, its area on the frame)."""
         cursor, pointer = self.hub.cursor, self.hub.pointer
         if cursor is None or pointer is None:
             return None
         area = painted_bounds(cursor, pointer[0], pointer[1], frame.shape[1], frame.shape[0])
-        if area is None or not to_send.intersects(area):
+        if area is None or not (always or to_send.intersects(area)):
             return None
         return cursor, pointer[0], pointer[1], area
 
@@ -806,6 +812,9 @@ class Session:
             self.sub.close()
         if not self.view_only:
             self._release_input()
+        if self.encoders.close():
+            # an H.264 encoder (tens of MB) was freed in a worker thread's arena, which glibc keeps otherwise
+            await asyncio.to_thread(release_free_memory)
         self.stream.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):

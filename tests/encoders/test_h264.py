@@ -256,3 +256,35 @@ def test_back_to_h264_after_other_encodings_brings_the_whole_screen_back() -> No
     shown = view.feed(out[0])
     assert used == {Encoding.OPEN_H264} and shown.flags == 0  # the same stream
     assert psnr(view.fb, c) >= 30
+
+
+@pytest.mark.parametrize("preferred", [Encoding.RAW, Encoding.RRE, Encoding.JPEG])
+def test_h264_listed_second_never_fills_in_for_the_first(preferred: int) -> None:
+    """Only as the client's first choice: listed after Raw (whose one-colour areas would go to the next
+    encoding that fills), RRE (photos) or JPEG (text), H.264 would send a whole-screen frame for one area and
+    repaint everything else lossily."""
+    rgb = gradient(240, 320)
+    rgb[:120, :200] = (10, 200, 30)  # a big one-colour area
+    rgb[130:200, 20:300] = np.random.default_rng(3).integers(0, 256, (70, 280, 3), dtype=np.uint8)  # photo-like
+    rgb[205:235, 10:310] = (255, 255, 255)
+    rgb[210:230:3, 12:308:2] = (0, 0, 0)  # text-like strokes
+    sel = EncoderSelector(h264=True)
+    sel.configure([preferred, Encoding.OPEN_H264, -26])
+    used, out = sel.encode(EncodeJob(frame_of(rgb), (Rect(0, 0, 320, 240),), PF))
+    assert Encoding.OPEN_H264 not in used and all(int.from_bytes(r[8:12], "big", signed=True) != 50 for r in out)
+
+
+def test_closing_the_selector_drops_the_video_encoder() -> None:
+    """A session's end drops its encoders; the selector says whether one was H.264 (the session then hands
+    the freed memory back to the system)."""
+    import gc
+    import weakref
+
+    sel = EncoderSelector(h264=True)
+    sel.configure([Encoding.OPEN_H264])
+    sel.encode(EncodeJob(frame_of(gradient(64, 64)), (Rect(0, 0, 64, 64),), PF))
+    ref = weakref.ref(sel.encoder(Encoding.OPEN_H264))
+    assert sel.close() is True
+    gc.collect()
+    assert ref() is None
+    assert sel.close() is False

@@ -166,11 +166,12 @@ class EncoderSelector:
         usable = self._usable(pf, video)
         return usable[0] if usable else Encoding.RAW
 
-    def plan(self, pf: PixelFormat, video: bool = True) -> dict[Kind, int]:
+    def plan(self, pf: PixelFormat) -> dict[Kind, int]:
         """Which encoding sends each kind of content: the preferred one where it suits the kind, else the
         first encoding in the client's list that does, else the preferred one (or Raw) all the same.
-        With ``video`` False H.264 is left out."""
-        usable = self._usable(pf, video)
+        Never H.264: it is the whole update or nothing (a whole-screen frame to fill in one area would
+        repaint everything else lossily)."""
+        usable = self._usable(pf, video=False)
         preferred = usable[0] if usable else Encoding.RAW
         table: dict[Kind, int] = {}
         for kind in Kind:
@@ -205,7 +206,7 @@ class EncoderSelector:
             # the screen is being drawn in other encodings (another pixel format or encoding list for now):
             # the video's next frame must bring all of it back, not just what changes after that
             video_encoder.invalidate()
-        table = self.plan(job.pixel_format, video)
+        table = self.plan(job.pixel_format)
         fills: list[Rect] = []
         rest: list[Rect] = []
         if table[Kind.SOLID] == Encoding.RAW:  # a Raw fill is as big as any other Raw rectangle
@@ -264,6 +265,13 @@ class EncoderSelector:
             out.sort(key=_header_position)  # stateless: any order decodes the same
             return out
         return encoder.encode(job)
+
+    def close(self) -> bool:
+        """The session ended: drop every encoder (and so its buffers and streams); True if one was H.264, whose
+        tens of megabytes are worth handing back to the system (:func:`pyvnc._malloc.release_free_memory`)."""
+        video = Encoding.OPEN_H264 in self._instances
+        self._instances.clear()
+        return video
 
     def discard(self, encodings: frozenset[int]) -> bool:
         """An encode that used ``encodings`` is to be thrown away unsent; True if that is safe.
