@@ -18,8 +18,8 @@ def used_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     used: list[int] = []
     original = EncoderSelector.encode
 
-    def spy(self: EncoderSelector, job: EncodeJob, video: bool = True) -> tuple[frozenset[int], list[bytes]]:
-        encodings, rects = original(self, job, video)
+    def spy(self: EncoderSelector, job: EncodeJob, **options: bool) -> tuple[frozenset[int], list[bytes]]:
+        encodings, rects = original(self, job, **options)
         used.extend(sorted(encodings))
         return encodings, rects
 

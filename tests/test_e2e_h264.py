@@ -170,6 +170,35 @@ async def test_a_client_that_cannot_be_told_of_a_new_size_gets_video_of_its_own_
         await client.close()
 
 
+@pytest.mark.parametrize("encodings", [[OPEN_H264, COPY_RECT, RAW, -239], [COPY_RECT, RAW, -239]])
+async def test_moved_content_beyond_the_known_framebuffer_is_clipped(encodings: list[int]) -> None:
+    """A client that cannot be told of a bigger screen, with CopyRect listed: content moved on the grown
+    (odd-width) screen, partly outside what the client knows, is clipped to its framebuffer, in video and in
+    Raw alike (before, the H.264 encoder failed on it and Raw went outside the framebuffer)."""
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
+        assert server.hub is not None
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings(encodings)
+        client.request(incremental=False)
+        await client.read_update()
+        grown = np.zeros((H + 41, W + 161, 4), np.uint8)
+        grown[..., :3] = np.ascontiguousarray(corpus_frame("photo")[: H + 41, : W + 161, :3])
+        server.hub.publish(grown)
+        client.request(incremental=False)
+        await client.read_update()
+        moved = grown.copy()
+        moved[0:40, 500:800] = grown[50:90, 300:600]  # from inside what the client knows to partly outside
+        server.hub.publish(moved, [], [Copy(Rect(500, 0, 300, 40), 300, 50)])
+        client.request(incremental=True)
+        update = await client.read_update()
+        assert all(x + w <= W and y + h <= H for x, y, w, h, _ in update.rects), update.rects
+        assert psnr(client.fb, moved[:H, :W, 2::-1]) >= 30
+        assert server.sessions and server.sessions[0].established  # still served
+        await client.close()
+
+
 async def test_off_by_default_even_when_listed_first() -> None:
     source = PushSource(width=W, height=H)
     rgb = picture()
@@ -181,3 +210,17 @@ async def test_off_by_default_even_when_listed_first() -> None:
         update = await client.read_update()
         assert {r[4] for r in update.rects} == {RAW} and np.array_equal(client.fb, rgb)
         await client.close()
+
+
+async def test_h264_on_without_libx264_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where PyAV lacks libx264, ``h264 = true`` cannot take effect: the server says so when it starts."""
+    import pyvnc.server
+
+    monkeypatch.setattr(pyvnc.server, "h264_available", lambda: False)
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source):
+        pass
+    assert any("H.264 is never sent" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)

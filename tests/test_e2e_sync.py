@@ -91,9 +91,9 @@ class Reader:
 def slow_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     original = EncoderSelector.encode
 
-    def slow(self: EncoderSelector, job: EncodeJob, video: bool = True) -> tuple[frozenset[int], list[bytes]]:
+    def slow(self: EncoderSelector, job: EncodeJob, **options: bool) -> tuple[frozenset[int], list[bytes]]:
         time.sleep(0.3)
-        return original(self, job, video)
+        return original(self, job, **options)
 
     monkeypatch.setattr(EncoderSelector, "encode", slow)
 

@@ -16,6 +16,7 @@ from rfbclient import AuthError, RFBClient
 
 from pyvnc import PushSource, Server, ServerConfig
 from pyvnc.errors import ConfigError
+from pyvnc.protocol.connection import RFBServerProtocol
 
 W, H = 96, 64
 
@@ -36,7 +37,7 @@ async def test_x509vnc_authenticates_and_serves_inside_tls(self_signed: tuple[Pa
     source = PushSource(width=W, height=H)
     rgb = picture()
     source.push(rgb)
-    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key))
+    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key), rfb_tls="offer")
     async with Server(config, source=source) as server:
         client = await RFBClient.connect("127.0.0.1", server.port, password="secret", tls=client_context(cert))
         assert client.security_types == bytes([19, 2])  # VeNCrypt first, VNC Authentication still there
@@ -89,7 +90,7 @@ async def test_a_client_whose_tls_fails_is_dropped_and_others_are_served(self_si
     cert, key = self_signed
     source = PushSource(width=W, height=H)
     source.push(picture())
-    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key))
+    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key), rfb_tls="offer")
     async with Server(config, source=source) as server:
         good = await RFBClient.connect("127.0.0.1", server.port, password="secret", tls=client_context(cert))
         good.set_encodings([0])
@@ -169,6 +170,82 @@ async def test_plaintext_sent_before_the_ack_is_refused_not_taken_as_encrypted(
     assert len(refused) >= 2
 
 
+async def test_plaintext_that_reaches_the_stream_before_the_pause_is_refused_too(
+    self_signed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way in: the extra bytes come a moment after the subtype, once the parser has it but before
+    the session pauses reading (widened here by delaying the session's TLS start), so they wait in the stream's
+    buffer rather than the parser's. Also a failing ack and a close."""
+    from pyvnc.session import Session
+
+    start_tls = Session._start_tls
+
+    async def late(self: Session) -> None:
+        await asyncio.sleep(0.3)
+        await start_tls(self)
+
+    monkeypatch.setattr(Session, "_start_tls", late)
+    refused: list[str] = []
+    refuse_tls = RFBServerProtocol.refuse_tls
+
+    def spy(self: RFBServerProtocol, reason: str) -> None:
+        refused.append(reason)
+        refuse_tls(self, reason)
+
+    monkeypatch.setattr(RFBServerProtocol, "refuse_tls", spy)
+    cert, key = self_signed
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    config = ServerConfig(port=0, web_port=0, cert=str(cert), key=str(key), rfb_tls="require", handshake_timeout=30)
+    async with Server(config, source=source) as server:
+        reader, writer = await up_to_subtype(server.port, 260)
+        writer.write(struct.pack(">I", 260))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"\x01" + struct.pack(">BBxxI", 4, 1, 0x41))
+        assert await asyncio.wait_for(reader.read(), 5) == b"\x00"
+        writer.close()
+    assert refused and "before the server's ack" in refused[0]  # the session's check, not the parser's
+
+
+async def test_the_command_line_server_speaks_tls(self_signed: tuple[Path, Path], tmp_path: Path) -> None:
+    """``pyvnc serve`` as users run it (its own event loop, uvloop where installed) with --cert, --key and
+    --rfb-tls require: a TLS client gets the demo desktop's picture."""
+    import socket
+    import sys
+
+    cert, key = self_signed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    password = tmp_path / "pw"
+    password.write_text("secret\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pyvnc", "serve", "--source", "demo", "--port", str(port), "--web-port", "0",
+        "--password-file", str(password), "--cert", str(cert), "--key", str(key), "--rfb-tls", "require",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                client = await RFBClient.connect("127.0.0.1", port, password="secret", tls=client_context(cert))
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the server never listened")
+        assert client.security_types == bytes([19]) and client.vencrypt_subtypes == (261,)
+        client.set_encodings([0])
+        client.request(incremental=False)
+        await client.read_update()
+        assert client.fb.shape[:2] == (client.height, client.width) and client.fb.any()
+        await client.close()
+    finally:
+        proc.terminate()
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    assert b"TLS started" in out and b"Traceback" not in out, out.decode(errors="replace")[-2000:]
+
+
 async def test_shutdown_during_tls_handshakes_is_clean(
     self_signed: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -177,7 +254,9 @@ async def test_shutdown_during_tls_handshakes_is_clean(
     cert, key = self_signed
     source = PushSource(width=W, height=H)
     source.push(picture())
-    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key), handshake_timeout=30)
+    config = ServerConfig(
+        port=0, web_port=0, password="secret", cert=str(cert), key=str(key), rfb_tls="offer", handshake_timeout=30
+    )
     server = Server(config, source=source)
     await server.start()
     waiting = await up_to_subtype(server.port, 261)
@@ -201,17 +280,21 @@ async def test_shutdown_during_tls_handshakes_is_clean(
 
 
 async def test_require_without_a_certificate_is_a_config_error() -> None:
+    """And "offer" too: a setting that cannot take effect is an error, not silently ignored."""
     with pytest.raises(ConfigError, match='rfb_tls: "require" needs a certificate'):
         ServerConfig(rfb_tls="require")
+    with pytest.raises(ConfigError, match='rfb_tls: "offer" needs a certificate'):
+        ServerConfig(rfb_tls="offer")
     with pytest.raises(ConfigError, match="rfb_tls: must be one of"):
         ServerConfig(rfb_tls="maybe")
 
 
-async def test_off_keeps_the_plain_types_even_with_a_certificate(self_signed: tuple[Path, Path]) -> None:
+async def test_off_by_default_even_with_a_certificate(self_signed: tuple[Path, Path]) -> None:
+    """A certificate for https alone changes nothing on the RFB port: only rfb_tls turns TLS on there."""
     cert, key = self_signed
     source = PushSource(width=W, height=H)
     source.push(picture())
-    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key), rfb_tls="off")
+    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key))
     async with Server(config, source=source) as server:
         client = await RFBClient.connect("127.0.0.1", server.port, password="secret")
         assert client.security_types == bytes([2])

@@ -159,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--cert",
         metavar="FILE",
-        help="PEM certificate: with --key, the web port serves https and wss, and the VNC port offers TLS "
-        "(VeNCrypt; see --rfb-tls) (default: none)",
+        help="PEM certificate: with --key, the web port serves https and wss, and --rfb-tls can put TLS "
+        "on the VNC port (default: none)",
     )
     serve.add_argument(
         "--key",
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=RFB_TLS_MODES,
         type=str.lower,
         help="TLS (VeNCrypt) on the VNC port with --cert/--key: 'offer' it first, 'require' it, or 'off' "
-        "(default: offer)",
+        "(default: off)",
     )
     serve.add_argument(
         "--h264",

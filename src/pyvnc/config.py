@@ -213,9 +213,11 @@ class ServerConfig:
     #: PEM private-key file for ``cert``.
     key: str | None = None
     #: TLS on the RFB port, with ``cert`` and ``key`` (VeNCrypt X509None / X509Vnc): "offer" it first and
-    #: keep the plain security type for clients without VeNCrypt, "require" it, or "off". Without a
-    #: certificate there is nothing to offer ("require" is then an error).
-    rfb_tls: str = "offer"
+    #: keep the plain security type for clients without VeNCrypt, "require" it, or "off" (the default: a
+    #: viewer that speaks VeNCrypt takes it when offered and must then trust the certificate, which some
+    #: cannot be told to). Without a certificate there is nothing to offer ("offer" and "require" are then
+    #: errors).
+    rfb_tls: str = "off"
     #: Origins allowed to open a WebSocket, e.g. "https://vnc.example.org"; empty: only the page's own
     #: origin (the Origin header must match the Host header), plus clients that send no Origin at all.
     web_origins: Sequence[str] = ()
@@ -398,8 +400,8 @@ class ServerConfig:
                 )
         if (self.cert is None) != (self.key is None):
             raise ConfigError("cert: cert and key must be given together (both PEM files)")
-        if self.rfb_tls == "require" and self.cert is None:
-            raise ConfigError('rfb_tls: "require" needs a certificate: set cert and key (PEM files)')
+        if self.rfb_tls != "off" and self.cert is None:
+            raise ConfigError(f'rfb_tls: "{self.rfb_tls}" needs a certificate: set cert and key (PEM files)')
         if self.web_port and self.web_port == self.port:
             raise ConfigError(f"web_port: must differ from port ({self.port}); use 0 to turn the web listener off")
         if self.run is not None and self.source not in ("auto", "xvfb"):

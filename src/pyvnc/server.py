@@ -18,6 +18,7 @@ from ._malloc import tune_malloc
 from .capture.base import FrameSource
 from .config import ServerConfig
 from .encoders import parallel
+from .encoders.h264 import available as h264_available
 from .hub import FrameHub
 from .session import Session
 from .streams import Stream, TCPStream, TLSStream, format_peer, listening_addresses, server_tls_context
@@ -94,6 +95,8 @@ class Server:
             self._source = create_source(cfg)
         name = cfg.desktop_name or self._source.name
         self.hub = FrameHub(name)
+        if cfg.h264 and not h264_available():
+            log.warning("h264 is on, but PyAV with libx264 is not installed here: H.264 is never sent")
         if cfg.cert and cfg.key and cfg.rfb_tls != "off":
             self._tls = server_tls_context(cfg.cert, cfg.key, tickets=False)
         self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="pyvnc")

@@ -182,6 +182,8 @@ class Session:
         self._resizing = False
         self.updates_sent = 0
         self.bytes_sent = 0
+        #: the encode running (or last run) in the pool
+        self._encoding: asyncio.Future[tuple[frozenset[int], list[bytes]]] | None = None
         self._closing_reason: str | None = None
 
     def _security(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -367,6 +369,8 @@ class Session:
         try:
             self.tls = await stream.start_tls(self._tls)
         except (ssl.SSLError, ConnectionError, OSError) as exc:
+            if proto.closed:  # cut short by our own close (server shutdown, a takeover): its reason stands
+                return
             reason = f"TLS handshake failed: {exc or type(exc).__name__}"
             log.warning("%s: %s", self.peer, reason)
             self._closing_reason = reason
@@ -465,6 +469,10 @@ class Session:
                     )
                 else:
                     to_send.add(copy.dst)
+            # nothing outside the framebuffer the client knows (a moved area's target may be, after the screen
+            # grew for a client that cannot be told) nor outside the frame
+            hub_w, hub_h = self.hub.size
+            to_send = to_send.intersect(Rect(0, 0, min(proto.width, hub_w), min(proto.height, hub_h)))
             if not to_send and not pseudo and not copy_rects:
                 # wait for the source to change something we were asked for (an empty request asks for no
                 # pixels: only pseudo-rectangles answer it)
@@ -490,7 +498,8 @@ class Session:
             self._busy = True
             proto.hold_end_of_continuous = True  # it must not overtake this update
             try:
-                encodings, encoded = await loop.run_in_executor(self.executor, self._encode, job, overlay)
+                self._encoding = loop.run_in_executor(self.executor, self._encode, job, overlay, video)
+                encodings, encoded = await self._encoding
                 if proto.closed:
                     break
                 if generation != proto.pixel_format_generation and self.encoders.discard(encodings):
@@ -554,12 +563,16 @@ class Session:
             return None
         return cursor, pointer[0], pointer[1], area
 
-    def _encode(self, job: EncodeJob, overlay: CursorOverlay | None) -> tuple[frozenset[int], list[bytes]]:
+    def _encode(
+        self, job: EncodeJob, overlay: CursorOverlay | None, video: bool = False
+    ) -> tuple[frozenset[int], list[bytes]]:
         """Encode an update (in a worker thread). With ``overlay``, the frame is encoded as it is and the
         cursor's area, painted, follows as the update's last rectangle, over the rest (as TigerVNC sends a
         rendered cursor): no frame-sized copy is made, and the pointer changes neither how the content is
-        classified nor how well it compresses."""
-        encodings, out = self.encoders.encode(job)
+        classified nor how well it compresses. ``video``: the update was made for H.264 (decided once, on the
+        event loop, so that a SetEncodings meanwhile cannot make the encode disagree with the cropping and the
+        cursor's place in it)."""
+        encodings, out = self.encoders.encode(job, video=video)
         if overlay is None:
             return encodings, out
         cursor, x, y, area = overlay
@@ -572,7 +585,7 @@ class Session:
         else:
             patch = paint_cursor(under, cursor, x - area.x, y - area.y)
             # never as H.264: the patch would open a video context of its own wherever the pointer goes
-            more, items = sel.encode(EncodeJob(patch, (Rect(0, 0, area.w, area.h),), job.pixel_format), video=False)
+            more, items = sel.encode(EncodeJob(patch, (Rect(0, 0, area.w, area.h),), job.pixel_format), patch=True)
             # only stateless encodings give the same bytes again; a compression stream has moved on
             self._overlay_cache = (key, under.copy(), more, items) if more <= STATELESS else None
         return encodings | more, out + [_moved(item, area.x, area.y) for item in items]
@@ -812,6 +825,10 @@ class Session:
             self.sub.close()
         if not self.view_only:
             self._release_input()
+        if self._encoding is not None and not self._encoding.done():
+            # an encode the cancelled updater left running in the pool still holds its encoder
+            with contextlib.suppress(Exception):
+                await asyncio.wait([self._encoding], timeout=2.0)
         if self.encoders.close():
             # an H.264 encoder (tens of MB) was freed in a worker thread's arena, which glibc keeps otherwise
             await asyncio.to_thread(release_free_memory)

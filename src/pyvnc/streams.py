@@ -133,9 +133,9 @@ class TCPStream:
     def pause_reading(self) -> None:
         """Stop reading from the socket (until :meth:`start_tls`), so that what the client sends next stays
         in the socket for TLS rather than being read as plain bytes."""
-        transport = self._writer.transport
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
+        pause = getattr(self._writer.transport, "pause_reading", None)  # uvloop's is no asyncio.ReadTransport
+        if callable(pause):
+            pause()
 
     def buffered(self) -> int:
         """Bytes read from the socket that :meth:`read` has not returned yet."""

@@ -122,16 +122,18 @@ class H264Encoder(Encoder):
 
         ``job.rects`` must cover everything that changed since the last frame of this encoder (a session's
         damage does): only they are converted when they are a small part of the screen."""
-        if not job.rects:
-            return []
         h, w = job.frame.shape[:2]
+        whole = Rect(0, 0, w, h)
+        rects = tuple(c for r in job.rects if (c := r.intersect(whole)) is not None)
+        if not rects:
+            return []
         level = DEFAULT_QUALITY_LEVEL if job.quality is None else min(9, max(0, job.quality))
         settings = (w, h, CRF_FOR_LEVEL[level], preset_for(job.compress))
         flags = 0
         if settings != self._settings:
             self._open(settings)
             flags = RESET_ALL_CONTEXTS
-        data = self._frame(job.frame, job.rects)
+        data = self._frame(job.frame, rects)
         return [rect_header(0, 0, w, h, self.encoding) + H264_HEADER.pack(len(data), flags) + data]
 
     def encode_rect(self, job: EncodeJob, rect: Rect) -> list[bytes]:

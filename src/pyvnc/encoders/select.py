@@ -192,17 +192,18 @@ class EncoderSelector:
         """``job`` with this session's quality and compression levels."""
         return EncodeJob(job.frame, job.rects, job.pixel_format, quality=self.quality, compress=self.compress)
 
-    def encode(self, job: EncodeJob, video: bool = True) -> tuple[frozenset[int], list[bytes]]:
+    def encode(self, job: EncodeJob, video: bool = True, patch: bool = False) -> tuple[frozenset[int], list[bytes]]:
         """Encode ``job`` (in a worker thread): the encodings used and the encoded rectangles.
 
-        A client that prefers H.264 gets the whole frame as one H.264 rectangle, its one video context;
-        ``video`` False (for a patch drawn over the video, such as the painted cursor) leaves H.264 out.
+        A client that prefers H.264 gets the whole frame as one H.264 rectangle, its one video context, when
+        ``video`` allows it. ``patch``: ``job`` is a patch drawn over the update (the painted cursor), never
+        H.264.
         """
         job = self.job(job)
-        if video and self.encoding_for(job.pixel_format) == Encoding.OPEN_H264:
+        if video and not patch and self.encoding_for(job.pixel_format) == Encoding.OPEN_H264:
             return frozenset({Encoding.OPEN_H264}), self.encoder(Encoding.OPEN_H264).encode(job)
         video_encoder = self._instances.get(Encoding.OPEN_H264)
-        if video and isinstance(video_encoder, H264Encoder):
+        if not patch and isinstance(video_encoder, H264Encoder):
             # the screen is being drawn in other encodings (another pixel format or encoding list for now):
             # the video's next frame must bring all of it back, not just what changes after that
             video_encoder.invalidate()
