@@ -199,6 +199,28 @@ async def test_moved_content_beyond_the_known_framebuffer_is_clipped(encodings: 
         await client.close()
 
 
+async def test_a_new_quality_level_resends_a_still_screen() -> None:
+    """The screen does not change, the client raises its quality level: the video starts over at once at the
+    new level (before, the old quality stayed until something changed)."""
+    source = PushSource(width=W, height=H)
+    rgb = picture()
+    source.push(rgb)
+    async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([OPEN_H264, RAW, -32])  # quality level 0
+        client.request(incremental=False)
+        await client.read_update()
+        low = psnr(client.fb, rgb)
+        client.set_encodings([OPEN_H264, RAW, -23])  # quality level 9
+        client.request(incremental=True)
+        await asyncio.wait_for(client.read_update(), 5)
+        shown = client.h264.shown[-1]
+        assert shown.flags == RESET_ALL_CONTEXTS and IDR in shown.nal_types
+        assert psnr(client.fb, rgb) > low + 5, (low, psnr(client.fb, rgb))
+        assert server.sessions
+        await client.close()
+
+
 async def test_off_by_default_even_when_listed_first() -> None:
     source = PushSource(width=W, height=H)
     rgb = picture()

@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--run",
         metavar="CMD",
-        help="shell command to start inside the virtual display, e.g. 'xterm' (default: none)",
+        help="command to start inside the virtual display, e.g. 'xterm -fg white': split as a shell would, "
+        "but not run by one (use sh -c '...' for pipes or &) (default: none)",
     )
     serve.add_argument(
         "--max-fps",

@@ -181,7 +181,8 @@ class ServerConfig:
     display: str | None = None
     #: (width, height) of a managed Xvfb or the demo scene.
     geometry: tuple[int, int] = (1280, 720)
-    #: A shell command to run inside the managed Xvfb (e.g. a window manager or an application).
+    #: A command to run inside the managed Xvfb (e.g. a window manager or an application), split into words
+    #: as a shell would (shlex) but run without one: use ``sh -c '...'`` for shell syntax.
     run: str | None = None
     #: Upper bound on screen grabs per second.
     max_fps: float = 60.0

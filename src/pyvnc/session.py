@@ -277,7 +277,14 @@ class Session:
             self._established.set()
             self._updater = asyncio.create_task(self._update_loop(), name=f"pyvnc-update-{self.peer}")
         elif isinstance(event, EncodingsChanged):
+            levels = (self.encoders.quality, self.encoders.compress)
             self.encoders.configure(event.encodings)
+            video = self.encoders.encoding_for(effective_format(proto.pixel_format)) == Encoding.OPEN_H264
+            if video and self.sub is not None and levels != (self.encoders.quality, self.encoders.compress):
+                # new levels restart the video: send the whole screen at once, not just what changes next
+                # (a still screen would otherwise keep the old quality for good)
+                self.sub.damage.add(Rect(0, 0, proto.width, proto.height))
+                self.sub.changed.set()
             self._confirm_extensions()
             self._cursor_seq_sent = -1  # (re)send the shape in whichever cursor encoding is now preferred
             self._sync_subscription()
