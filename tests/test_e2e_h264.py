@@ -246,3 +246,46 @@ async def test_h264_on_without_libx264_says_so(
     async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source):
         pass
     assert any("H.264 is never sent" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+async def test_a_client_leaving_mid_encode_frees_the_encoder_before_memory_is_handed_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client hangs up while its frame is being encoded: the session's end waits for that encode (still
+    holding the H.264 encoder in the pool) before dropping the encoders and handing memory back."""
+    import threading
+    import time
+
+    import pyvnc.session
+    from pyvnc.encoders.h264 import H264Encoder
+
+    started, finished, released = threading.Event(), [], []
+    encode = H264Encoder.encode
+
+    def slow(self: H264Encoder, job: object) -> list[bytes]:
+        started.set()
+        time.sleep(0.5)
+        out = encode(self, job)  # type: ignore[arg-type]
+        finished.append(time.monotonic())
+        return out
+
+    def release() -> bool:
+        released.append(time.monotonic())
+        return True
+
+    monkeypatch.setattr(H264Encoder, "encode", slow)
+    monkeypatch.setattr(pyvnc.session, "release_free_memory", release)
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
+        client = await RFBClient.connect("127.0.0.1", server.port)
+        client.set_encodings([OPEN_H264, RAW])
+        client.request(incremental=False)
+        await asyncio.to_thread(started.wait, 5)
+        await client.close()  # while the frame is being encoded
+        for _ in range(100):
+            if released:
+                break
+            await asyncio.sleep(0.05)
+        assert not server.sessions
+    assert finished and released and released[0] >= finished[0]

@@ -9,6 +9,7 @@ bounded whatever the client does.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import ssl
@@ -183,7 +184,7 @@ class Session:
         self.updates_sent = 0
         self.bytes_sent = 0
         #: the encode running (or last run) in the pool
-        self._encoding: asyncio.Future[tuple[frozenset[int], list[bytes]]] | None = None
+        self._encoding: concurrent.futures.Future[tuple[frozenset[int], list[bytes]]] | None = None
         self._closing_reason: str | None = None
 
     def _security(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -427,7 +428,6 @@ class Session:
     async def _update_loop_inner(self) -> None:
         sub = self.sub
         assert sub is not None
-        loop = asyncio.get_running_loop()
         proto = self.protocol
         while not proto.closed:
             if not (sub.changed.is_set() or self._wake.is_set()):
@@ -505,8 +505,10 @@ class Session:
             self._busy = True
             proto.hold_end_of_continuous = True  # it must not overtake this update
             try:
-                self._encoding = loop.run_in_executor(self.executor, self._encode, job, overlay, video)
-                encodings, encoded = await self._encoding
+                # the pool's own future is kept: cancelling the updater does not stop a running encode, and
+                # the session's end waits for it (asyncio's wrapper would just be cancelled)
+                self._encoding = self.executor.submit(self._encode, job, overlay, video)
+                encodings, encoded = await asyncio.wrap_future(self._encoding)
                 if proto.closed:
                     break
                 if generation != proto.pixel_format_generation and self.encoders.discard(encodings):
@@ -835,7 +837,7 @@ class Session:
         if self._encoding is not None and not self._encoding.done():
             # an encode the cancelled updater left running in the pool still holds its encoder
             with contextlib.suppress(Exception):
-                await asyncio.wait([self._encoding], timeout=2.0)
+                await asyncio.wait([asyncio.wrap_future(self._encoding)], timeout=2.0)
         if self.encoders.close():
             # an H.264 encoder (tens of MB) was freed in a worker thread's arena, which glibc keeps otherwise
             await asyncio.to_thread(release_free_memory)
