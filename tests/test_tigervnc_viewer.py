@@ -164,6 +164,26 @@ async def test_password(viewer_display: str, tmp_path: Path) -> None:
             await viewer.wait_exact(frame)
 
 
+async def test_tls_offered_is_what_the_viewer_picks_by_default(
+    viewer_display: str, tmp_path: Path, self_signed: tuple[Path, Path]
+) -> None:
+    """rfb_tls = "offer" and the viewer's own default list of security types (VeNCrypt's first): it takes
+    X509Vnc by itself, given only the CA and the password."""
+    cert, key = self_signed
+    frame = corpus_crop("desktop")
+    source = PushSource(width=WIDTH, height=HEIGHT)
+    source.push(frame)
+    config = ServerConfig(port=0, web_port=0, password="s3cret!", cert=str(cert), key=str(key), rfb_tls="offer")
+    params = [f"-X509CA={cert}", f"-passwd={password_file(tmp_path, 's3cret!')}", "-PreferredEncoding=ZRLE"]
+    async with (
+        Server(config, source=source) as server,
+        run_viewer(viewer_display, server.port, tmp_path / "home", *params, "-AutoSelect=0") as viewer,
+    ):
+        await viewer.wait_exact(frame)
+        session = server.sessions[0]
+        assert session.tls is not None and session.protocol.vencrypt_subtype == 261
+
+
 @pytest.mark.parametrize("password", ["s3cret!", None])
 async def test_tls_x509_with_and_without_password(
     viewer_display: str, tmp_path: Path, self_signed: tuple[Path, Path], password: str | None
