@@ -279,6 +279,76 @@ async def test_shutdown_during_tls_handshakes_is_clean(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
+async def test_shutdown_with_an_idle_tls_client_is_prompt_and_clean(
+    self_signed: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client through TLS that stops reading (a viewer frozen, or on a dialog): the server's shutdown still
+    ends its session within about a second and logs no error (TLS's close waits for the peer's close_notify,
+    which never comes: the connection is dropped after a grace period)."""
+    import time
+
+    caplog.set_level(logging.INFO)
+    cert, key = self_signed
+    source = PushSource(width=W, height=H)
+    source.push(picture())
+    config = ServerConfig(port=0, web_port=0, password="secret", cert=str(cert), key=str(key), rfb_tls="require")
+    server = Server(config, source=source)
+    await server.start()
+
+    def frozen_client() -> ssl.SSLSocket:
+        """A blocking client through VeNCrypt and TLS that then reads nothing (so never answers close_notify)."""
+        import socket
+
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        assert raw.recv(12) == b"RFB 003.008\n"
+        raw.sendall(b"RFB 003.008\n")
+        assert raw.recv(2) == bytes([1, 19])
+        raw.sendall(bytes([19]))
+        assert raw.recv(2) == b"\x00\x02"
+        raw.sendall(b"\x00\x02")
+        assert raw.recv(6) == b"\x00\x01" + struct.pack(">I", 261)
+        raw.sendall(struct.pack(">I", 261))
+        assert raw.recv(1) == b"\x01"
+        tls = client_context(cert).wrap_socket(raw, server_hostname="127.0.0.1")
+        assert len(tls.recv(16)) == 16  # the challenge: then the viewer freezes
+        return tls
+
+    client = await asyncio.to_thread(frozen_client)
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await asyncio.wait_for(server.close_and_wait(), 10)
+    assert time.monotonic() - started < 3
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert any("disconnected" in r.getMessage() for r in caplog.records)
+    client.close()
+
+
+def test_a_certificate_and_key_that_do_not_go_together_are_config_errors(
+    self_signed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Found when the configuration is read (exit status 2 from the command line), not when TLS first starts:
+    a key of another certificate, the two files swapped, and a key with a passphrase (which would otherwise
+    prompt on the terminal of a server started as a service)."""
+    import subprocess
+
+    cert, key = self_signed
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(other), "2048"], check=True, capture_output=True)
+    locked = tmp_path / "locked.pem"
+    subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-aes256", "-passout", "pass:x", "-out", str(locked)],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(ConfigError, match="is not the key of the certificate"):
+        ServerConfig(cert=str(cert), key=str(other))
+    with pytest.raises(ConfigError, match="holds no certificate"):
+        ServerConfig(cert=str(key), key=str(cert))
+    with pytest.raises(ConfigError, match="encrypted with a passphrase"):
+        ServerConfig(cert=str(cert), key=str(locked))
+    ServerConfig(cert=str(cert), key=str(key))  # the right pair
+
+
 async def test_require_without_a_certificate_is_a_config_error() -> None:
     """And "offer" too: a setting that cannot take effect is an error, not silently ignored."""
     with pytest.raises(ConfigError, match='rfb_tls: "require" needs a certificate'):

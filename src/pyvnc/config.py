@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import re
+import ssl
 import stat
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -315,6 +316,25 @@ class ServerConfig:
         return value
 
     @staticmethod
+    def _check_key_pair(cert: str, key: str) -> None:
+        """The certificate and key load together as TLS needs them (a key of another certificate, a file of
+        the wrong kind, a key with a passphrase are errors now rather than when the server starts)."""
+        from .streams import server_tls_context
+
+        try:
+            server_tls_context(cert, key)
+        except ValueError as exc:  # the passphrase callback
+            raise ConfigError(f"key: {key}: {exc}") from exc
+        except ssl.SSLError as exc:
+            if "KEY_VALUES_MISMATCH" in str(exc):
+                raise ConfigError(f"key: {key} is not the key of the certificate {cert}") from exc
+            if b"-----BEGIN CERTIFICATE-----" not in Path(cert).read_bytes():
+                raise ConfigError(f"cert: {cert} holds no certificate (PEM 'BEGIN CERTIFICATE')") from exc
+            if b"PRIVATE KEY-----" not in Path(key).read_bytes():
+                raise ConfigError(f"key: {key} holds no private key (PEM 'BEGIN ... PRIVATE KEY')") from exc
+            raise ConfigError(f"cert, key: {cert} and {key} cannot be used for TLS: {exc}") from exc
+
+    @staticmethod
     def _validate_pem(key: str, value: object) -> str | None:
         if value is None:
             return None
@@ -403,6 +423,8 @@ class ServerConfig:
             raise ConfigError("cert: cert and key must be given together (both PEM files)")
         if self.rfb_tls != "off" and self.cert is None:
             raise ConfigError(f'rfb_tls: "{self.rfb_tls}" needs a certificate: set cert and key (PEM files)')
+        if self.cert is not None and self.key is not None:
+            self._check_key_pair(self.cert, self.key)
         if self.web_port and self.web_port == self.port:
             raise ConfigError(f"web_port: must differ from port ({self.port}); use 0 to turn the web listener off")
         if self.run is not None and self.source not in ("auto", "xvfb"):

@@ -379,7 +379,7 @@ class Session:
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             if proto.closed:  # cut short by our own close (server shutdown, a takeover): its reason stands
                 return
-            reason = f"TLS handshake failed: {exc or type(exc).__name__}"
+            reason = f"TLS handshake failed: {str(exc) or type(exc).__name__}"
             log.warning("%s: %s", self.peer, reason)
             self._closing_reason = reason
             proto.close(reason)

@@ -62,6 +62,14 @@ def listening_addresses(servers: Iterable[_Listener]) -> list[tuple[str, int]]:
     return out
 
 
+#: seconds a closing TLS connection has to send what is queued before it is dropped
+TLS_CLOSE_GRACE = 1.0
+
+
+def _no_passphrase() -> str:
+    raise ValueError("the private key is encrypted with a passphrase; pyvnc needs an unencrypted key file")
+
+
 def server_tls_context(cert: str, key: str, tickets: bool = True) -> ssl.SSLContext:
     """The TLS server context of the certificate chain ``cert`` and its private ``key`` (PEM files), for the
     web listener's https/wss and for VeNCrypt on the RFB port; TLS 1.2 at least (Python's default).
@@ -70,7 +78,7 @@ def server_tls_context(cert: str, key: str, tickets: bool = True) -> ssl.SSLCont
     TigerVNC 1.12 stalls now and then when a ticket arrives with the first data after the handshake (about one
     connection in three here; none in 24 without tickets)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(cert, key, password=_no_passphrase)  # never a passphrase prompt on the terminal
     if not tickets:
         context.num_tickets = 0
     return context
@@ -95,6 +103,8 @@ class TCPStream:
         self.peer = format_peer(writer.get_extra_info("peername"))
         #: the socket's own transport: TLS wraps it, and a failed start_tls may leave the writer without any
         self._socket_transport = writer.transport
+        #: True once start_tls succeeded
+        self._tls = False
         # bounded write buffer: drain() waits above 256 KiB
         writer.transport.set_write_buffer_limits(high=1 << 18)
 
@@ -121,10 +131,15 @@ class TCPStream:
         await self._writer.drain()
 
     def close(self) -> None:
-        if self._writer.transport is None:
+        transport = self._writer.transport
+        if transport is None:
             self._socket_transport.close()
         elif not self._closing():
             self._writer.close()
+            if self._tls:
+                # TLS's close waits for the peer's close_notify (for 30 s), and a reader waiting meanwhile
+                # is not woken: give what is queued (and our close_notify) a moment, then drop the connection
+                asyncio.get_running_loop().call_later(TLS_CLOSE_GRACE, transport.abort)
 
     async def wait_closed(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -156,6 +171,7 @@ class TCPStream:
         transport = self._writer.transport
         if transport is None:  # pragma: no cover - the same, on versions where start_tls does not raise
             raise ConnectionError("the connection closed during the TLS handshake")
+        self._tls = True
         transport.set_write_buffer_limits(high=1 << 18)
         tls = self._writer.get_extra_info("ssl_object")
         if not isinstance(tls, ssl.SSLObject):  # pragma: no cover - start_tls always makes one
