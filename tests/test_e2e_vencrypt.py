@@ -65,6 +65,29 @@ async def test_x509vnc_authenticates_and_serves_inside_tls(self_signed: tuple[Pa
         await client.close()
 
 
+async def test_the_view_only_password_works_inside_tls(self_signed: tuple[Path, Path]) -> None:
+    """X509Vnc checks both passwords as plain VNC Authentication does: the view-only one gives a session
+    whose key presses do not reach the desktop."""
+    cert, key = self_signed
+    keys: list[int] = []
+    source = PushSource(width=W, height=H, on_key=lambda keysym, down: keys.append(keysym))
+    source.push(picture())
+    config = ServerConfig(
+        port=0, web_port=0, password="secret", view_only_password="viewer", cert=str(cert), key=str(key),
+        rfb_tls="require",
+    )  # fmt: skip
+    async with Server(config, source=source) as server:
+        viewer = await RFBClient.connect("127.0.0.1", server.port, password="viewer", tls=client_context(cert))
+        assert server.sessions[0].view_only and server.sessions[0].tls is not None
+        viewer.key(0x61, True)
+        viewer.key(0x61, False)
+        viewer.set_encodings([0])
+        viewer.request(incremental=False)
+        await viewer.read_update()
+        assert keys == []
+        await viewer.close()
+
+
 async def test_require_offers_vencrypt_alone_and_x509none_without_password(self_signed: tuple[Path, Path]) -> None:
     cert, key = self_signed
     source = PushSource(width=W, height=H)
