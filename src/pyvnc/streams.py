@@ -103,8 +103,9 @@ class TCPStream:
         self.peer = format_peer(writer.get_extra_info("peername"))
         #: the socket's own transport: TLS wraps it, and a failed start_tls may leave the writer without any
         self._socket_transport = writer.transport
-        #: True once start_tls succeeded
+        #: True once start_tls succeeded; True once it failed
         self._tls = False
+        self._tls_failed = False
         # bounded write buffer: drain() waits above 256 KiB
         writer.transport.set_write_buffer_limits(high=1 << 18)
 
@@ -142,8 +143,16 @@ class TCPStream:
                 asyncio.get_running_loop().call_later(TLS_CLOSE_GRACE, transport.abort)
 
     async def wait_closed(self) -> None:
+        if self._tls_failed:  # nothing would ever tell the reader's protocol: the socket is closed, done
+            return
         with contextlib.suppress(ConnectionError, OSError):
             await self._writer.wait_closed()
+
+    def _failed_tls(self) -> None:
+        """A TLS handshake that did not finish took the connection down with it: close the socket for good.
+        (The stream's own protocol is never told, as TLS had taken its place: :meth:`wait_closed` knows.)"""
+        self._tls_failed = True
+        self._socket_transport.abort()
 
     def pause_reading(self) -> None:
         """Stop reading from the socket (until :meth:`start_tls`), so that what the client sends next stays
@@ -167,7 +176,11 @@ class TCPStream:
             # and leaves the writer without one: give it the socket's back, so that closing it (and its own
             # cleanup) works
             setattr(self._writer, "_transport", self._socket_transport)  # noqa: B010
+            self._failed_tls()
             raise ConnectionError("the connection closed during the TLS handshake") from exc
+        except BaseException:
+            self._failed_tls()
+            raise
         transport = self._writer.transport
         if transport is None:  # pragma: no cover - the same, on versions where start_tls does not raise
             raise ConnectionError("the connection closed during the TLS handshake")
