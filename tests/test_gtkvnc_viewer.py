@@ -113,3 +113,38 @@ async def test_updates_and_a_desktop_resize_on_one_connection(
 
 def downscaled(frame: Frame, w: int, h: int) -> Frame:
     return np.asarray(Image.fromarray(frame).resize((w, h), Image.Resampling.BILINEAR))
+
+
+NSS_WRAPPER = Path("/usr/lib/x86_64-linux-gnu/libnss_wrapper.so")
+
+
+@pytest.mark.skipif(not NSS_WRAPPER.exists(), reason="nss_wrapper (Debian libnss-wrapper) is not installed")
+async def test_tls_x509none_through_gtk_vncs_own_gnutls(
+    viewer_display: str, tmp_path: Path, self_signed: tuple[Path, Path]
+) -> None:
+    """TLS on the RFB port with gtk-vnc's VeNCrypt (GnuTLS, another TLS stack than TigerVNC's use of it and
+    Python's): rfb_tls = "require" offers X509None alone; gtk-vnc checks the certificate against the CA in
+    the user's ``~/.pki/CA/cacert.pem`` and the host name, and shows the desktop exactly. gtk-vnc finds that
+    home through getpwuid, not $HOME, so nss_wrapper (the cwrap project's test tool) gives it one here."""
+    import os
+
+    from pyvnc import PushSource, Server, ServerConfig
+
+    cert, key = self_signed
+    home = tmp_path / "home"
+    (home / ".pki" / "CA").mkdir(parents=True)
+    (home / ".pki" / "CA" / "cacert.pem").write_bytes(cert.read_bytes())
+    passwd, group = tmp_path / "passwd", tmp_path / "group"
+    passwd.write_text(f"me:x:{os.getuid()}:{os.getgid()}:me:{home}:/bin/sh\n")
+    group.write_text(f"me:x:{os.getgid()}:\n")
+    wrapper = [f"LD_PRELOAD={NSS_WRAPPER}", f"NSS_WRAPPER_PASSWD={passwd}", f"NSS_WRAPPER_GROUP={group}"]
+    frame = corpus_crop("terminal")
+    source = PushSource(width=WIDTH, height=HEIGHT)
+    source.push(frame)
+    config = ServerConfig(port=0, web_port=0, cert=str(cert), key=str(key), rfb_tls="require")
+    async with Server(config, source=source) as server:
+        argv = ["env", *wrapper, "gvncviewer", f"127.0.0.1:{server.port - 5900}"]
+        async with viewer_process(argv, viewer_display, home, under_menu_bar) as viewer:
+            await viewer.wait_exact(frame)
+            session = server.sessions[0]
+            assert session.tls is not None and session.protocol.vencrypt_subtype == 260
