@@ -33,6 +33,15 @@ def picture(y: int = 300, x: int = 400) -> np.ndarray:
     return np.ascontiguousarray(corpus_frame("webpage")[y : y + H, x : x + W, 2::-1])
 
 
+async def video_client(port: int) -> RFBClient:
+    """A client that lists H.264 first (then Raw, and no cursor pseudo-encoding) and has asked for the whole
+    screen."""
+    client = await RFBClient.connect("127.0.0.1", port)
+    client.set_encodings([OPEN_H264, RAW])
+    client.request(incremental=False)
+    return client
+
+
 def painted(rgb: np.ndarray, cursor: CursorImage, x: int, y: int) -> np.ndarray:
     bgrx = np.zeros((*rgb.shape[:2], 4), np.uint8)
     bgrx[..., :3] = rgb[..., ::-1]
@@ -51,9 +60,7 @@ async def test_video_with_the_painted_cursor_over_it() -> None:
         assert server.hub is not None
         server.hub.set_cursor(arrow)
         server.hub.set_pointer(100, 80)
-        client = await RFBClient.connect("127.0.0.1", server.port)
-        client.set_encodings([OPEN_H264, RAW])
-        client.request(incremental=False)
+        client = await video_client(server.port)
         update = await client.read_update()
         area = server.hub.cursor_area()
         assert area is not None
@@ -156,9 +163,7 @@ async def test_a_client_that_cannot_be_told_of_a_new_size_gets_video_of_its_own_
     source = PushSource(width=W, height=H)
     source.push(picture())
     async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
-        client = await RFBClient.connect("127.0.0.1", server.port)
-        client.set_encodings([OPEN_H264, RAW])
-        client.request(incremental=False)
+        client = await video_client(server.port)
         await client.read_update()
         bigger = np.ascontiguousarray(corpus_frame("photo")[100 : 100 + H + 120, 200 : 200 + W + 160, 2::-1])
         source.push(bigger)
@@ -226,9 +231,7 @@ async def test_off_by_default_even_when_listed_first() -> None:
     rgb = picture()
     source.push(rgb)
     async with Server(ServerConfig(port=0, web_port=0), source=source) as server:
-        client = await RFBClient.connect("127.0.0.1", server.port)
-        client.set_encodings([OPEN_H264, RAW])
-        client.request(incremental=False)
+        client = await video_client(server.port)
         update = await client.read_update()
         assert {r[4] for r in update.rects} == {RAW} and np.array_equal(client.fb, rgb)
         await client.close()
@@ -278,9 +281,7 @@ async def test_a_client_leaving_mid_encode_frees_the_encoder_before_memory_is_ha
     source = PushSource(width=W, height=H)
     source.push(picture())
     async with Server(ServerConfig(port=0, web_port=0, h264=True), source=source) as server:
-        client = await RFBClient.connect("127.0.0.1", server.port)
-        client.set_encodings([OPEN_H264, RAW])
-        client.request(incremental=False)
+        client = await video_client(server.port)
         await asyncio.to_thread(started.wait, 5)
         await client.close()  # while the frame is being encoded
         for _ in range(100):
